@@ -1,0 +1,19 @@
+//! meshd: a SWIM gossip membership daemon.
+//!
+//! Layers, each depending only on those below it:
+//! `agent` (wiring and shutdown) → `api` (HTTP) and `runtime` (tokio, UDP, QUIC) → `swim`
+//! (the sans-IO protocol core) → `wire` (prost messages generated from `proto/mesh.proto`).
+//! `sim` drives many `swim` cores over a virtual clock for tests and benches.
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod runtime;
+pub mod sim;
+pub mod swim;
+
+/// Protobuf messages generated from `proto/mesh.proto`.
+pub mod wire {
+    #![allow(missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/meshd.wire.rs"));
+}

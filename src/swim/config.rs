@@ -1,0 +1,54 @@
+//! Protocol knobs. Defaults follow HashiCorp memberlist's LAN profile.
+
+use std::time::Duration;
+
+/// Every timing and sizing knob of the SWIM core, with memberlist-LAN defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// How often this node probes one member. Lower detects faster but costs more packets.
+    pub probe_interval: Duration,
+    /// How long to wait for a direct ack before asking others to probe. Must be < probe_interval.
+    pub probe_timeout: Duration,
+    /// How many members are asked to probe indirectly (k in SWIM). 0 disables indirect probes.
+    pub indirect_checks: usize,
+    /// Suspicion timeout floor = suspicion_mult × max(1, log10 N) × probe_interval.
+    pub suspicion_mult: u32,
+    /// Suspicion timeout ceiling = suspicion_max_timeout_mult × floor; confirmations shrink it.
+    pub suspicion_max_timeout_mult: u32,
+    /// How often piggyback-only gossip datagrams go out.
+    pub gossip_interval: Duration,
+    /// How many random members each gossip tick sends to.
+    pub gossip_nodes: usize,
+    /// How long DOWN members still receive gossip, so a falsely-downed node learns and refutes.
+    pub gossip_to_the_dead: Duration,
+    /// Each update is sent at most retransmit_mult × ceil(log10(N + 1)) times.
+    pub retransmit_mult: u32,
+    /// Base interval of full-state exchanges with one random member (scaled up with N).
+    pub push_pull_interval: Duration,
+    /// How long DOWN and LEAVING members stay listed before they are reaped.
+    pub retention: Duration,
+    /// Largest datagram the core builds, header included. Stays under a 1500-byte MTU.
+    pub max_datagram_size: usize,
+    /// Highest Lifeguard local-health score; probe interval and timeout scale by (score + 1).
+    pub awareness_max_multiplier: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_checks: 3,
+            suspicion_mult: 4,
+            suspicion_max_timeout_mult: 6,
+            gossip_interval: Duration::from_millis(200),
+            gossip_nodes: 3,
+            gossip_to_the_dead: Duration::from_secs(30),
+            retransmit_mult: 4,
+            push_pull_interval: Duration::from_secs(30),
+            retention: Duration::from_secs(600),
+            max_datagram_size: 1400,
+            awareness_max_multiplier: 8,
+        }
+    }
+}
