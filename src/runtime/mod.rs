@@ -155,17 +155,13 @@ impl Runtime {
     }
 }
 
+/// Future answering one push-pull request: our payload, or `None` to refuse.
+type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
+
 /// The QUIC server's handler: pass the peer's payload to the driver, wait for its answer.
 fn push_pull_responder(
     commands: mpsc::Sender<Command>,
-) -> impl Fn(
-    SocketAddr,
-    Vec<u8>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(SocketAddr, Vec<u8>) -> ReplyFuture + Clone + Send + Sync + 'static {
     move |from, payload| {
         let commands = commands.clone();
         Box::pin(async move {
