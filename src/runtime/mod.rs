@@ -178,3 +178,6 @@ fn push_pull_responder(
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
