@@ -37,8 +37,8 @@ pub fn log_event(event: &Event) {
         } => tracing::info!(
             member = %member.name,
             addr = %member.addr,
-            from = previous.map(state_name).unwrap_or("NEW"),
-            to = state_name(member.state),
+            from = %previous.map(state_name).unwrap_or("NEW"),
+            to = %state_name(member.state),
             incarnation = member.incarnation,
             reason = %reason_text(reason),
             "membership changed"
