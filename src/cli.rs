@@ -294,7 +294,7 @@ fn run_agent(args: AgentArgs) -> ExitCode {
     match runtime.block_on(agent::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            tracing::error!("{message}");
+            // Plain stderr, not tracing: the reason must show even with RUST_LOG=off.
             eprintln!("error: {message}");
             ExitCode::from(EXIT_FAILURE)
         }
