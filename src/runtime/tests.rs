@@ -152,3 +152,55 @@ async fn joiner_started_before_its_seed_joins_once_the_seed_appears() {
     joiner.close().await;
     seed.close().await;
 }
+
+/// A free UDP port on 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_joiners_seeding_each_other_form_one_cluster() {
+    // Neither starts alone: each INIT node must accept the other's join push-pull.
+    let (pa, pb) = (free_port(), free_port());
+    let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let a = Runtime::start(config("a", pa, &[addr(pb)]))
+        .await
+        .expect("start a");
+    let b = Runtime::start(config("b", pb, &[addr(pa)]))
+        .await
+        .expect("start b");
+    let (mut a_rx, mut b_rx) = (a.snapshots(), b.snapshots());
+    wait_for(&mut a_rx, "a sees both ALIVE", |s| {
+        all_alive(s, &["a", "b"])
+    })
+    .await;
+    wait_for(&mut b_rx, "b sees both ALIVE", |s| {
+        all_alive(s, &["a", "b"])
+    })
+    .await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_given_as_dns_names_resolve() {
+    let seed = Runtime::start(config("seed", 0, &[]))
+        .await
+        .expect("start seed");
+    let mut cfg = config("named", 0, &[]);
+    cfg.seeds = vec![Seed {
+        host: "localhost".into(),
+        port: seed.local_addr().port(),
+    }];
+    let named = Runtime::start(cfg).await.expect("start named");
+    let mut rx = named.snapshots();
+    wait_for(&mut rx, "joined through localhost", |s| {
+        all_alive(s, &["named", "seed"])
+    })
+    .await;
+    named.close().await;
+    seed.close().await;
+}
