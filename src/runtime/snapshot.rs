@@ -9,6 +9,10 @@ use crate::swim::{MemberState, MemberView, Stats};
 pub struct RuntimeCounters {
     /// SWIM datagrams dropped because the driver's channel was full.
     pub datagrams_dropped_full: u64,
+    /// QUIC packets dropped because they exceeded quinn's receive buffer.
+    pub quic_dropped_oversize: u64,
+    /// Socket receive errors swallowed so the shared receive loop keeps running.
+    pub recv_errors: u64,
     /// Datagrams the core produced but the socket failed to send.
     pub send_errors: u64,
     /// Push-pull exchanges (both directions) that completed and merged.

@@ -266,20 +266,11 @@ mod tests {
 
     #[tokio::test]
     async fn swim_datagrams_reach_the_channel_and_full_channel_counts_drops() {
-        let udp = match UdpSocket::bind("127.0.0.1:0").await {
-            Ok(udp) => Arc::new(udp),
-            Err(err) => panic!("bind: {err}"),
-        };
-        let addr = udp.local_addr().ok();
+        let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback"));
+        let addr = udp.local_addr().expect("local addr");
         let (tx, mut rx) = mpsc::channel(1);
         let socket = Arc::new(SharedSocket::new(udp, tx));
-        let sender = match std::net::UdpSocket::bind("127.0.0.1:0") {
-            Ok(s) => s,
-            Err(err) => panic!("bind sender: {err}"),
-        };
-        let Some(addr) = addr else {
-            panic!("no local addr")
-        };
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
         for _ in 0..3 {
             sender.send_to(&[WIRE_VERSION, 7], addr).ok();
         }
