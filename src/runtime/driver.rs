@@ -14,18 +14,15 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::events::log_event;
+use super::join::{self, JoinState};
 use super::quic::{self, ExchangeError};
-use super::seeds::{self, Backoff, Seed};
+use super::seeds::Seed;
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
 use crate::swim::{MemberState, NodeMeta, Swim};
 
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-
-/// Bound on one join attempt with one seed address. Shorter than a periodic exchange so a dead
-/// seed does not hold up the next one, yet long enough for one lost QUIC Initial (~1 s PTO).
-const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Snapshots are republished at least this often while inputs arrive, so counters stay fresh
 /// without copying the member table on every datagram. Membership changes publish at once.
@@ -58,17 +55,7 @@ enum TaskResult {
         result: Result<Vec<u8>, ExchangeError>,
     },
     /// A join round: the first seed that answered with its reply, or every address tried.
-    Join(Result<(SocketAddr, Vec<u8>), Vec<SocketAddr>>),
-}
-
-/// Where joining stands.
-enum Join {
-    /// Joined, started alone, or leaving: no more join rounds.
-    Done,
-    /// Next round starts at this instant.
-    WaitUntil(Instant, Backoff),
-    /// A round is running.
-    InFlight(Backoff),
+    Join(join::RoundResult),
 }
 
 /// The driver's fixed settings.
@@ -107,7 +94,7 @@ pub struct Driver {
     counters: RuntimeCounters,
     results_tx: mpsc::UnboundedSender<TaskResult>,
     results_rx: mpsc::UnboundedReceiver<TaskResult>,
-    join: Join,
+    join: JoinState,
     leave_deadline: Option<Instant>,
     last_publish: Option<Instant>,
 }
@@ -123,7 +110,7 @@ impl Driver {
             counters: RuntimeCounters::default(),
             results_tx,
             results_rx,
-            join: Join::Done,
+            join: JoinState::Done,
             leave_deadline: None,
             last_publish: None,
         }
@@ -136,7 +123,7 @@ impl Driver {
             tracing::info!("no seeds configured: starting as a cluster of one");
             self.core.start_alone(now);
         } else {
-            self.join = Join::WaitUntil(now, Backoff::default());
+            self.join = JoinState::start(now);
         }
         self.after_input(true).await;
 
@@ -167,8 +154,8 @@ impl Driver {
     /// The earliest of the core's deadline, the next join round and the leave deadline.
     fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = self.core.poll_timeout().unwrap_or(now + IDLE_WAKE);
-        if let Join::WaitUntil(at, _) = &self.join {
-            wake = wake.min(*at);
+        if let Some(at) = self.join.wake_at() {
+            wake = wake.min(at);
         }
         if let Some(deadline) = self.leave_deadline {
             wake = wake.min(deadline);
@@ -197,10 +184,8 @@ impl Driver {
     fn on_timer(&mut self, now: Instant) {
         // Calling early is harmless: the core fires only timers that are due.
         self.core.handle_timeout(now);
-        if let Join::WaitUntil(at, _) = &self.join {
-            if *at <= now {
-                self.start_join_round();
-            }
+        if self.join.wake_at().is_some_and(|at| at <= now) {
+            self.start_join_round();
         }
     }
 
@@ -212,7 +197,7 @@ impl Driver {
                     tracing::info!("leaving: announcing LEAVING to peers");
                     self.core.leave(now);
                     self.leave_deadline = Some(now + self.settings.leave_timeout);
-                    self.join = Join::Done;
+                    self.join = JoinState::Done;
                 }
             }
             Command::PushPull {
@@ -258,11 +243,13 @@ impl Driver {
                 self.counters.push_pull_failed += 1;
                 tracing::debug!(%peer, error = %err, "push-pull failed");
             }
+            // A round that ends after a leave began is moot.
+            TaskResult::Join(_) if !self.join.in_flight() => {}
             TaskResult::Join(Ok((seed, reply))) => match self.core.handle_push_pull(now, &reply) {
                 Ok(()) => {
                     self.counters.push_pull_ok += 1;
                     tracing::info!(%seed, "joined cluster");
-                    self.join = Join::Done;
+                    self.join = JoinState::Done;
                 }
                 Err(reason) => {
                     self.counters.push_pull_failed += 1;
@@ -275,49 +262,43 @@ impl Driver {
     }
 
     fn join_round_failed(&mut self, now: Instant, tried: Vec<SocketAddr>) {
-        let Join::InFlight(backoff) = &mut self.join else {
+        let JoinState::InFlight(backoff) = &self.join else {
             return;
         };
+        let mut backoff = backoff.clone();
         self.counters.join_rounds_failed += 1;
         if self.core.local().state != MemberState::Init {
             // A peer joined us through its own push-pull meanwhile: we are in a cluster.
             tracing::info!("joined cluster (a peer reached us first)");
-            self.join = Join::Done;
+            self.join = JoinState::Done;
             return;
         }
-        let mut backoff = backoff.clone();
         let delay = backoff.next_delay();
-        let tried = if tried.is_empty() {
-            format!("no seed resolved from {}", seed_list(&self.settings.seeds))
-        } else {
-            let list: Vec<String> = tried.iter().map(ToString::to_string).collect();
-            format!("tried {}", list.join(", "))
-        };
-        tracing::info!("joining: no seed answered yet ({tried}), retrying in {delay:?}");
-        self.join = Join::WaitUntil(now + delay, backoff);
+        tracing::info!(
+            "{}",
+            join::progress_line(&tried, &self.settings.seeds, delay)
+        );
+        self.join = JoinState::WaitUntil(now + delay, backoff);
     }
 
     fn start_join_round(&mut self) {
-        let backoff = match std::mem::replace(&mut self.join, Join::Done) {
-            Join::WaitUntil(_, backoff) => backoff,
-            other => {
-                self.join = other;
-                return;
-            }
+        let JoinState::WaitUntil(_, backoff) = &self.join else {
+            return;
         };
         if self.core.local().state != MemberState::Init {
             tracing::info!("joined cluster (a peer reached us first)");
+            self.join = JoinState::Done;
             return;
         }
-        self.join = Join::InFlight(backoff);
+        self.join = JoinState::InFlight(backoff.clone());
         let payload = self.core.push_pull_payload();
         let seeds = self.settings.seeds.clone();
         let own = self.settings.advertise;
-        let timeout = self.settings.exchange_timeout.min(JOIN_ATTEMPT_TIMEOUT);
+        let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
         let endpoint = self.io.endpoint.clone();
         let results = self.results_tx.clone();
         tokio::spawn(async move {
-            let result = join_round(&endpoint, &seeds, own, &payload, timeout).await;
+            let result = join::round(&endpoint, &seeds, own, &payload, timeout).await;
             let _ = results.send(TaskResult::Join(result));
         });
     }
@@ -377,27 +358,4 @@ impl Driver {
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);
     }
-}
-
-/// Tries every resolved seed address in order until one answers a push-pull.
-async fn join_round(
-    endpoint: &Endpoint,
-    seeds: &[Seed],
-    own: SocketAddr,
-    payload: &[u8],
-    timeout: Duration,
-) -> Result<(SocketAddr, Vec<u8>), Vec<SocketAddr>> {
-    let addrs = seeds::resolve(seeds, own).await;
-    for addr in &addrs {
-        match quic::exchange(endpoint, *addr, payload, timeout).await {
-            Ok(reply) => return Ok((*addr, reply)),
-            Err(err) => tracing::debug!(seed = %addr, error = %err, "seed did not answer"),
-        }
-    }
-    Err(addrs)
-}
-
-fn seed_list(seeds: &[Seed]) -> String {
-    let list: Vec<String> = seeds.iter().map(ToString::to_string).collect();
-    list.join(", ")
 }

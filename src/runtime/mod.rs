@@ -7,6 +7,7 @@
 pub mod driver;
 pub mod entropy;
 pub mod events;
+pub mod join;
 pub mod quic;
 pub mod seeds;
 pub mod snapshot;
