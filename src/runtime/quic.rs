@@ -21,6 +21,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use tokio::sync::Semaphore;
+
 use super::socket::SharedSocket;
 
 /// ALPN protocol id; a peer speaking anything else is refused during the handshake.
@@ -41,6 +43,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Application close code for a completed exchange.
 const CLOSE_DONE: u32 = 0;
+
+/// Stream reset code when our side rejects the peer's payload.
+const REFUSED: u32 = 1;
+
+/// Push-pull exchanges served at once; more are refused so a flood cannot exhaust memory.
+pub const MAX_CONCURRENT_SERVES: usize = 64;
 
 /// Why a push-pull exchange failed.
 #[derive(Debug)]
@@ -95,6 +103,8 @@ fn provider() -> Arc<CryptoProvider> {
 fn transport() -> Arc<TransportConfig> {
     let mut transport = TransportConfig::default();
     transport.max_concurrent_uni_streams(0u32.into());
+    // One exchange per connection, so one bidirectional stream is all a peer may open.
+    transport.max_concurrent_bidi_streams(1u32.into());
     if let Ok(idle) = IDLE_TIMEOUT.try_into() {
         transport.max_idle_timeout(Some(idle));
     }
@@ -234,18 +244,25 @@ async fn request(connection: &Connection, payload: &[u8]) -> Result<Vec<u8>, Exc
         .map_err(ExchangeError::Read)
 }
 
-/// Accepts connections until the endpoint closes; each request stream is answered with what
-/// `respond` returns for its bytes (`None` resets the stream). Every connection is bounded by
-/// `timeout`.
+/// Accepts connections until the endpoint closes; each connection's one request stream is
+/// answered with what `respond` returns for its bytes (`None` resets the stream). Every
+/// connection is bounded by `timeout`; beyond [`MAX_CONCURRENT_SERVES`] new ones are refused.
 pub async fn serve<F, Fut>(endpoint: Endpoint, respond: F, timeout: Duration)
 where
     F: Fn(SocketAddr, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Option<Vec<u8>>> + Send,
 {
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_SERVES));
     while let Some(incoming) = endpoint.accept().await {
+        let peer = incoming.remote_address();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many push-pull exchanges in progress; refusing");
+            incoming.refuse();
+            continue;
+        };
         let respond = respond.clone();
         tokio::spawn(async move {
-            let peer = incoming.remote_address();
+            let _slot = slot;
             match tokio::time::timeout(timeout, serve_connection(incoming, respond)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::debug!(%peer, error = %err, "push-pull serve failed"),
@@ -262,28 +279,32 @@ where
 {
     let connection = incoming.await.map_err(|e| format!("handshake: {e}"))?;
     let peer = connection.remote_address();
-    loop {
-        let (mut send, mut recv) = match connection.accept_bi().await {
-            Ok(streams) => streams,
-            // The initiator closes once it has our reply: that is the normal end.
-            Err(quinn::ConnectionError::ApplicationClosed(_)) => return Ok(()),
-            Err(err) => return Err(format!("accept stream: {err}")),
-        };
-        let request = recv
-            .read_to_end(MAX_PUSH_PULL_BYTES)
-            .await
-            .map_err(|e| format!("read request: {e}"))?;
-        match respond(peer, request).await {
-            Some(reply) => {
-                send.write_all(&reply)
-                    .await
-                    .map_err(|e| format!("write reply: {e}"))?;
-                send.finish().map_err(|e| format!("finish reply: {e}"))?;
-            }
-            None => {
-                send.reset(1u32.into()).ok();
-            }
+    let (mut send, mut recv) = connection
+        .accept_bi()
+        .await
+        .map_err(|e| format!("accept stream: {e}"))?;
+    let request = recv
+        .read_to_end(MAX_PUSH_PULL_BYTES)
+        .await
+        .map_err(|e| format!("read request: {e}"))?;
+    match respond(peer, request).await {
+        Some(reply) => {
+            send.write_all(&reply)
+                .await
+                .map_err(|e| format!("write reply: {e}"))?;
+            send.finish().map_err(|e| format!("finish reply: {e}"))?;
         }
+        None => {
+            send.reset(REFUSED.into()).ok();
+        }
+    }
+    // Keep the connection until the initiator closes it after reading our reply: dropping it
+    // earlier could discard reply bytes not yet acknowledged.
+    match connection.closed().await {
+        quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => {
+            Ok(())
+        }
+        err => Err(format!("connection: {err}")),
     }
 }
 
@@ -346,6 +367,19 @@ mod tests {
         assert_eq!(reply.ok(), Some(b"x".to_vec()));
         let got = tokio::time::timeout(Duration::from_secs(5), server_swim.recv()).await;
         assert_eq!(got.ok().flatten().map(|d| d.bytes), Some(vec![0x01, 0xEE]));
+    }
+
+    #[tokio::test]
+    async fn a_refused_payload_is_an_error_for_the_initiator() {
+        let (server, server_addr, _server_swim) = node().await;
+        let (client, _client_addr, _client_swim) = node().await;
+        tokio::spawn(serve(
+            server.clone(),
+            |_p, _r: Vec<u8>| async { None },
+            EXCHANGE_TIMEOUT,
+        ));
+        let result = exchange(&client, server_addr, b"bad", Duration::from_secs(5)).await;
+        assert!(matches!(result, Err(ExchangeError::Read(_))), "{result:?}");
     }
 
     #[tokio::test]
