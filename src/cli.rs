@@ -1,1 +1,501 @@
-//! (placeholder, filled in by the implementation)
+//! The command line: `meshd agent …` (client subcommands will join it later).
+//!
+//! Every agent flag can also come from an environment variable `MESHD_<FLAG_IN_UPPER_SNAKE>`,
+//! e.g. `MESHD_MESH_PEER_URLS`. Parse errors are clap's (exit 2); semantic checks below print one
+//! `error: …` line and also exit 2; runtime failures (address in use) exit 1.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::agent::{self, AgentConfig};
+use crate::runtime::quic::EXCHANGE_TIMEOUT;
+use crate::runtime::{entropy, RuntimeConfig, Seed};
+use crate::swim::{self, Identity, NodeMeta};
+
+/// Exit status for invalid flags or environment (as clap uses for usage errors).
+const EXIT_USAGE: u8 = 2;
+/// Exit status for failures while running (bind errors, crashed tasks).
+const EXIT_FAILURE: u8 = 1;
+/// Longest accepted member name, in bytes: names travel in every update.
+const MAX_NAME_LEN: usize = 128;
+
+/// meshd: SWIM gossip membership daemon.
+#[derive(Debug, Parser)]
+#[command(name = "meshd", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the membership agent (gossip on the mesh port, HTTP API on --host:--port).
+    Agent(AgentArgs),
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `meshd agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Unique member name [default: Mesh_ + 4 random characters]
+    #[arg(long, env = "MESHD_MESH_SERVER_NAME")]
+    pub mesh_server_name: Option<String>,
+    /// IP the mesh UDP socket (SWIM + QUIC) binds to
+    #[arg(long, env = "MESHD_MESH_HOST", default_value = "0.0.0.0")]
+    pub mesh_host: IpAddr,
+    /// IP peers reach this node at; required when --mesh-host is 0.0.0.0 or ::
+    #[arg(long, env = "MESHD_MESH_ADVERTISE_HOST")]
+    pub mesh_advertise_host: Option<IpAddr>,
+    /// UDP port for SWIM and QUIC
+    #[arg(long, env = "MESHD_MESH_PORT", default_value_t = 39527,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub mesh_port: u16,
+    /// Seed peers as host:port, comma-separated or repeated; DNS names may resolve to many
+    #[arg(long, env = "MESHD_MESH_PEER_URLS", value_delimiter = ',', value_parser = parse_seed)]
+    pub mesh_peer_urls: Vec<Seed>,
+    /// IP the HTTP API binds to
+    #[arg(long, env = "MESHD_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// HTTP API port
+    #[arg(long, env = "MESHD_PORT", default_value_t = 39528,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Region label announced with this node
+    #[arg(long, env = "MESHD_REGION", default_value = "")]
+    pub region: String,
+    /// Zone label announced with this node
+    #[arg(long, env = "MESHD_ZONE", default_value = "")]
+    pub zone: String,
+    /// Tag key=value announced with this node (repeatable, or comma-separated)
+    #[arg(long = "tag", env = "MESHD_TAG", value_delimiter = ',', value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// How often one member is probed
+    #[arg(long, env = "MESHD_PROBE_INTERVAL", default_value = "1s", value_parser = positive_duration)]
+    pub probe_interval: Duration,
+    /// Wait for a direct ack before probing indirectly; must be below --probe-interval
+    #[arg(long, env = "MESHD_PROBE_TIMEOUT", default_value = "500ms", value_parser = positive_duration)]
+    pub probe_timeout: Duration,
+    /// Members asked to probe indirectly (0 disables indirect probes)
+    #[arg(long, env = "MESHD_INDIRECT_CHECKS", default_value_t = 3)]
+    pub indirect_checks: usize,
+    /// Suspicion timeout floor multiplier (× log10 N × probe interval)
+    #[arg(long, env = "MESHD_SUSPICION_MULT", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub suspicion_mult: u32,
+    /// Suspicion timeout ceiling as a multiple of the floor
+    #[arg(long, env = "MESHD_SUSPICION_MAX_TIMEOUT_MULT", default_value_t = 6,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub suspicion_max_timeout_mult: u32,
+    /// How often piggyback gossip goes out
+    #[arg(long, env = "MESHD_GOSSIP_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
+    pub gossip_interval: Duration,
+    /// Members each gossip tick sends to
+    #[arg(long, env = "MESHD_GOSSIP_NODES", default_value_t = 3)]
+    pub gossip_nodes: usize,
+    /// How long DOWN members still receive gossip
+    #[arg(long, env = "MESHD_GOSSIP_TO_THE_DEAD", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub gossip_to_the_dead: Duration,
+    /// Each update is sent retransmit-mult × ceil(log10(N+1)) times
+    #[arg(long, env = "MESHD_RETRANSMIT_MULT", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub retransmit_mult: u32,
+    /// Base interval of full-state push-pull exchanges
+    #[arg(long, env = "MESHD_PUSH_PULL_INTERVAL", default_value = "30s", value_parser = positive_duration)]
+    pub push_pull_interval: Duration,
+    /// How long DOWN and LEAVING members stay listed
+    #[arg(long, env = "MESHD_RETENTION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// Longest a graceful leave may take before the process exits anyway
+    #[arg(long, env = "MESHD_LEAVE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub leave_timeout: Duration,
+    /// Log format
+    #[arg(long, env = "MESHD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Accept POST /ha/shutdown from non-loopback callers
+    #[arg(long, env = "MESHD_ALLOW_REMOTE_SHUTDOWN")]
+    pub allow_remote_shutdown: bool,
+}
+
+fn parse_seed(s: &str) -> Result<Seed, String> {
+    s.parse()
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("tag {s:?} must look like key=value")),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (examples: 500ms, 1s, 2m)")),
+    }
+}
+
+/// `Mesh_` plus 4 random alphanumerics, as SMG names unnamed nodes.
+fn default_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bits = entropy::random_u64();
+    let mut name = String::from("Mesh_");
+    for _ in 0..4 {
+        name.push(char::from(
+            ALPHABET[(bits % ALPHABET.len() as u64) as usize],
+        ));
+        bits /= ALPHABET.len() as u64;
+    }
+    name
+}
+
+impl AgentArgs {
+    /// Checks the flags that depend on each other and builds the agent's configuration.
+    pub fn into_config(self) -> Result<AgentConfig, String> {
+        let name = match self.mesh_server_name {
+            Some(name) => name.trim().to_string(),
+            None => default_name(),
+        };
+        if name.is_empty() {
+            return Err("--mesh-server-name must not be empty".into());
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "--mesh-server-name is longer than {MAX_NAME_LEN} bytes"
+            ));
+        }
+        let advertise_ip = match self.mesh_advertise_host {
+            Some(ip) if ip.is_unspecified() => {
+                return Err(format!(
+                    "--mesh-advertise-host {ip} is not an address peers can reach"
+                ))
+            }
+            Some(ip) => ip,
+            None if self.mesh_host.is_unspecified() => {
+                return Err(format!(
+                    "--mesh-host {} is not reachable by peers; set --mesh-advertise-host \
+                     (or MESHD_MESH_ADVERTISE_HOST) to this node's IP",
+                    self.mesh_host
+                ))
+            }
+            None => self.mesh_host,
+        };
+        if self.probe_timeout >= self.probe_interval {
+            return Err(format!(
+                "--probe-timeout ({}) must be shorter than --probe-interval ({})",
+                humantime::format_duration(self.probe_timeout),
+                humantime::format_duration(self.probe_interval)
+            ));
+        }
+        let mut tags = BTreeMap::new();
+        for (key, value) in self.tags {
+            if tags.insert(key.clone(), value).is_some() {
+                return Err(format!("--tag {key} is given more than once"));
+            }
+        }
+        let swim = swim::Config {
+            probe_interval: self.probe_interval,
+            probe_timeout: self.probe_timeout,
+            indirect_checks: self.indirect_checks,
+            suspicion_mult: self.suspicion_mult,
+            suspicion_max_timeout_mult: self.suspicion_max_timeout_mult,
+            gossip_interval: self.gossip_interval,
+            gossip_nodes: self.gossip_nodes,
+            gossip_to_the_dead: self.gossip_to_the_dead,
+            retransmit_mult: self.retransmit_mult,
+            push_pull_interval: self.push_pull_interval,
+            retention: self.retention,
+            ..swim::Config::default()
+        };
+        let identity = Identity {
+            name,
+            addr: SocketAddr::new(advertise_ip, self.mesh_port),
+            meta: NodeMeta {
+                region: self.region,
+                zone: self.zone,
+                tags,
+            },
+        };
+        Ok(AgentConfig {
+            runtime: RuntimeConfig {
+                identity,
+                bind: SocketAddr::new(self.mesh_host, self.mesh_port),
+                swim,
+                seeds: self.mesh_peer_urls,
+                leave_timeout: self.leave_timeout,
+                exchange_timeout: EXCHANGE_TIMEOUT,
+            },
+            http: SocketAddr::new(self.host, self.port),
+            allow_remote_shutdown: self.allow_remote_shutdown,
+        })
+    }
+}
+
+/// Installs the tracing subscriber: filter from `RUST_LOG` (default `info`), logs on stderr.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes help a human at a terminal but garble log files and collectors.
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Parses the command line and runs the chosen subcommand; the process exit status.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Agent(args) => run_agent(args),
+    }
+}
+
+fn run_agent(args: AgentArgs) -> ExitCode {
+    let log_format = args.log_format;
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(agent::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            // Plain stderr, not tracing: the reason must show even with RUST_LOG=off.
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        let mut argv = vec!["meshd", "agent"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Agent(args) => args,
+        })
+    }
+
+    fn config(args: &[&str]) -> Result<AgentConfig, String> {
+        parse(args).map_err(|e| e.to_string())?.into_config()
+    }
+
+    const LOCAL: [&str; 2] = ["--mesh-host", "127.0.0.1"];
+
+    #[test]
+    fn defaults_follow_memberlist_lan() {
+        let config = config(&LOCAL).expect("defaults are valid");
+        let rt = &config.runtime;
+        assert_eq!(rt.swim, swim::Config::default());
+        assert_eq!(rt.bind, "127.0.0.1:39527".parse().expect("addr"));
+        assert_eq!(rt.identity.addr, rt.bind);
+        assert!(rt.identity.name.starts_with("Mesh_") && rt.identity.name.len() == 9);
+        assert!(rt.seeds.is_empty());
+        assert_eq!(rt.leave_timeout, Duration::from_secs(2));
+        assert_eq!(config.http, "127.0.0.1:39528".parse().expect("addr"));
+        assert!(!config.allow_remote_shutdown);
+    }
+
+    #[test]
+    fn every_flag_maps_into_the_config() {
+        let config = config(&[
+            "--mesh-server-name",
+            "node1",
+            "--mesh-host",
+            "0.0.0.0",
+            "--mesh-advertise-host",
+            "10.0.0.11",
+            "--mesh-port",
+            "7000",
+            "--mesh-peer-urls",
+            "10.0.0.12:7000,seed.local:7000",
+            "--mesh-peer-urls",
+            "[::1]:7000",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8080",
+            "--region",
+            "eu",
+            "--zone",
+            "eu-1a",
+            "--tag",
+            "role=gw",
+            "--tag",
+            "tier=edge",
+            "--probe-interval",
+            "2s",
+            "--probe-timeout",
+            "300ms",
+            "--indirect-checks",
+            "5",
+            "--suspicion-mult",
+            "5",
+            "--suspicion-max-timeout-mult",
+            "7",
+            "--gossip-interval",
+            "100ms",
+            "--gossip-nodes",
+            "4",
+            "--gossip-to-the-dead",
+            "1m",
+            "--retransmit-mult",
+            "6",
+            "--push-pull-interval",
+            "1m",
+            "--retention",
+            "1h",
+            "--leave-timeout",
+            "1500ms",
+            "--log-format",
+            "json",
+            "--allow-remote-shutdown",
+        ])
+        .expect("valid");
+        let rt = &config.runtime;
+        assert_eq!(rt.identity.name, "node1");
+        assert_eq!(rt.identity.addr, "10.0.0.11:7000".parse().expect("addr"));
+        assert_eq!(rt.bind, "0.0.0.0:7000".parse().expect("addr"));
+        let seeds: Vec<String> = rt.seeds.iter().map(ToString::to_string).collect();
+        assert_eq!(seeds, ["10.0.0.12:7000", "seed.local:7000", "[::1]:7000"]);
+        assert_eq!(config.http, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(rt.identity.meta.region, "eu");
+        assert_eq!(rt.identity.meta.zone, "eu-1a");
+        assert_eq!(
+            rt.identity.meta.tags.get("tier").map(String::as_str),
+            Some("edge")
+        );
+        assert_eq!(rt.swim.probe_interval, Duration::from_secs(2));
+        assert_eq!(rt.swim.probe_timeout, Duration::from_millis(300));
+        assert_eq!(rt.swim.indirect_checks, 5);
+        assert_eq!(rt.swim.suspicion_mult, 5);
+        assert_eq!(rt.swim.suspicion_max_timeout_mult, 7);
+        assert_eq!(rt.swim.gossip_interval, Duration::from_millis(100));
+        assert_eq!(rt.swim.gossip_nodes, 4);
+        assert_eq!(rt.swim.gossip_to_the_dead, Duration::from_secs(60));
+        assert_eq!(rt.swim.retransmit_mult, 6);
+        assert_eq!(rt.swim.push_pull_interval, Duration::from_secs(60));
+        assert_eq!(rt.swim.retention, Duration::from_secs(3600));
+        assert_eq!(rt.leave_timeout, Duration::from_millis(1500));
+        assert!(config.allow_remote_shutdown);
+    }
+
+    #[test]
+    fn unspecified_bind_needs_an_advertise_host() {
+        let err = config(&[]).expect_err("0.0.0.0 without advertise host");
+        assert!(err.contains("--mesh-advertise-host"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let err = config(&["--mesh-host", "::"]).expect_err(":: without advertise host");
+        assert!(err.contains("not reachable"), "{err}");
+        let err = config(&["--mesh-advertise-host", "0.0.0.0"]).expect_err("unspecified advertise");
+        assert!(err.contains("--mesh-advertise-host"), "{err}");
+        assert!(config(&["--mesh-advertise-host", "10.0.0.1"]).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_rejected_by_clap() {
+        let bad: &[&[&str]] = &[
+            &["--mesh-port", "0"],
+            &["--mesh-port", "65536"],
+            &["--port", "0"],
+            &["--mesh-host", "not-an-ip"],
+            &["--mesh-peer-urls", "host-without-port"],
+            &["--mesh-peer-urls", "host:0"],
+            &["--mesh-peer-urls", "a:1,b:xyz"],
+            &["--tag", "novalue"],
+            &["--tag", "=v"],
+            &["--probe-interval", "fast"],
+            &["--probe-interval", "0s"],
+            &["--suspicion-mult", "0"],
+            &["--log-format", "xml"],
+            &["--unknown-flag"],
+        ];
+        for args in bad {
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_ne!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn semantic_errors_are_one_line() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--probe-timeout", "1s", "--probe-interval", "1s"],
+                "--probe-timeout",
+            ),
+            (&["--mesh-server-name", "  "], "must not be empty"),
+            (&["--tag", "a=1", "--tag", "a=2"], "more than once"),
+        ];
+        for (args, needle) in cases {
+            let mut argv = LOCAL.to_vec();
+            argv.extend_from_slice(args);
+            let err = config(&argv).expect_err(needle);
+            assert!(err.contains(needle) && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn tags_and_seeds_parse_from_comma_lists() {
+        let args = parse(&["--tag", "a=1,b=x=y", "--mesh-peer-urls", "h1:1, h2:2"]).expect("valid");
+        assert_eq!(
+            args.tags,
+            [("a".into(), "1".into()), ("b".into(), "x=y".into())]
+        );
+        assert_eq!(args.mesh_peer_urls.len(), 2);
+    }
+
+    #[test]
+    fn flags_also_come_from_meshd_env_vars() {
+        // Only this test reads MESHD_REGION, so setting it cannot disturb the others.
+        std::env::set_var("MESHD_REGION", "from-env");
+        let args = parse(&LOCAL);
+        std::env::remove_var("MESHD_REGION");
+        assert_eq!(args.expect("valid").region, "from-env");
+    }
+
+    #[test]
+    fn default_names_are_mesh_plus_four_alphanumerics() {
+        let name = default_name();
+        assert!(name.starts_with("Mesh_"));
+        assert_eq!(name.len(), 9);
+        assert!(name[5..].chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

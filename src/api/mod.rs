@@ -1,1 +1,64 @@
-//! (placeholder)
+//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`.
+//!
+//! Handlers read the latest [`Snapshot`] from a `watch` channel and send [`Command`]s to the
+//! driver; they never touch the core. Every error is JSON `{"error": "..."}`.
+
+mod error;
+mod health;
+mod shutdown;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::runtime::{Command, Snapshot};
+
+pub use error::ApiError;
+
+/// What every handler can reach: snapshots to read, a command channel, and policy.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    /// Latest published snapshot of the node.
+    pub snapshots: watch::Receiver<Snapshot>,
+    /// Commands to the driver (leave).
+    pub commands: mpsc::Sender<Command>,
+    /// Accept `POST /ha/shutdown` from non-loopback callers.
+    pub allow_remote_shutdown: bool,
+}
+
+/// Builds the router over `state`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/ha/health", get(health::get))
+        .route("/ha/status", get(status::get))
+        .route("/ha/shutdown", post(shutdown::post))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}
+
+/// Binds the HTTP listener; a readable error (e.g. address in use) on failure.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind HTTP API on {addr}: {e}"))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

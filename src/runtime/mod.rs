@@ -1,1 +1,184 @@
-//! (placeholder)
+//! The tokio runtime around the sans-IO core: one UDP socket shared by SWIM and QUIC, push-pull
+//! over QUIC, DNS seeds with backoff, and the driver task that owns the core.
+//!
+//! [`Runtime::start`] binds the socket and spawns the tasks; callers read [`Snapshot`]s from a
+//! `watch` channel and send [`Command`]s over an mpsc channel.
+
+pub mod driver;
+pub mod entropy;
+pub mod events;
+pub mod join;
+pub mod quic;
+pub mod seeds;
+pub mod snapshot;
+pub mod socket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::Endpoint;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use driver::Command;
+pub use seeds::Seed;
+pub use snapshot::{RuntimeCounters, Snapshot};
+
+use crate::swim::{self, Identity, Swim};
+use driver::{Driver, DriverIo, DriverSettings};
+use socket::SharedSocket;
+
+/// Depth of the socket → driver queue. Beyond it SWIM datagrams are dropped (and counted), as a
+/// congested network would; SWIM tolerates loss, and the socket task must never block.
+const SWIM_QUEUE: usize = 1024;
+
+/// Depth of the command queue (API requests, push-pull replies).
+const COMMAND_QUEUE: usize = 64;
+
+/// How long closing the QUIC endpoint may wait for peers to learn of the close.
+const CLOSE_GRACE: Duration = Duration::from_millis(300);
+
+/// Everything the runtime needs to start one node.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Name, advertised address and metadata. A port of 0 in the address is replaced by the
+    /// bound port (handy in tests).
+    pub identity: Identity,
+    /// Local address the UDP socket binds to.
+    pub bind: SocketAddr,
+    /// Protocol knobs for the core.
+    pub swim: swim::Config,
+    /// Seeds to join through; empty starts a cluster of one.
+    pub seeds: Vec<Seed>,
+    /// Longest a graceful leave may take.
+    pub leave_timeout: Duration,
+    /// Bound on each push-pull exchange.
+    pub exchange_timeout: Duration,
+}
+
+/// A running node: the driver task, the QUIC endpoint and the channels to talk to them.
+#[derive(Debug)]
+pub struct Runtime {
+    snapshots: watch::Receiver<Snapshot>,
+    commands: mpsc::Sender<Command>,
+    driver: JoinHandle<()>,
+    endpoint: Endpoint,
+    local_addr: SocketAddr,
+}
+
+impl Runtime {
+    /// Binds the socket and starts the QUIC endpoint, the push-pull server and the driver.
+    /// Fails with a readable message (e.g. address in use).
+    pub async fn start(config: RuntimeConfig) -> Result<Runtime, String> {
+        let udp = UdpSocket::bind(config.bind)
+            .await
+            .map_err(|e| format!("cannot bind mesh socket {}: {e}", config.bind))?;
+        let local_addr = udp
+            .local_addr()
+            .map_err(|e| format!("mesh socket has no local address: {e}"))?;
+        let udp = Arc::new(udp);
+        let (swim_tx, swim_rx) = mpsc::channel(SWIM_QUEUE);
+        let shared = Arc::new(SharedSocket::new(udp.clone(), swim_tx));
+        let socket_counters = shared.counters().clone();
+        let endpoint = quic::endpoint(shared)?;
+
+        let mut identity = config.identity;
+        if identity.addr.port() == 0 {
+            identity.addr.set_port(local_addr.port());
+        }
+        let advertise = identity.addr;
+        let rng_seed = entropy::random_u64();
+        tracing::debug!(rng_seed, "core RNG seeded");
+        let now = Instant::now();
+        let core = Swim::new(config.swim, identity, rng_seed, now);
+        let (snapshot_tx, snapshots) = watch::channel(Snapshot::of_local(core.local(), now));
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+
+        tokio::spawn(quic::serve(
+            endpoint.clone(),
+            push_pull_responder(commands.clone()),
+            config.exchange_timeout,
+        ));
+        let io = DriverIo {
+            udp,
+            endpoint: endpoint.clone(),
+            socket_counters,
+            swim_rx,
+            commands: command_rx,
+            snapshots: snapshot_tx,
+        };
+        let settings = DriverSettings {
+            seeds: config.seeds,
+            advertise,
+            leave_timeout: config.leave_timeout,
+            exchange_timeout: config.exchange_timeout,
+        };
+        let driver = tokio::spawn(Driver::new(core, io, settings).run());
+        tracing::info!(bind = %local_addr, advertise = %advertise, "mesh socket ready (SWIM + QUIC)");
+        Ok(Runtime {
+            snapshots,
+            commands,
+            driver,
+            endpoint,
+            local_addr,
+        })
+    }
+
+    /// A receiver of the snapshots the driver publishes.
+    pub fn snapshots(&self) -> watch::Receiver<Snapshot> {
+        self.snapshots.clone()
+    }
+
+    /// A sender of commands to the driver.
+    pub fn commands(&self) -> mpsc::Sender<Command> {
+        self.commands.clone()
+    }
+
+    /// The address the mesh socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the driver stops (after a leave). Errors if the driver panicked.
+    pub async fn stopped(&mut self) -> Result<(), String> {
+        (&mut self.driver)
+            .await
+            .map_err(|e| format!("driver task failed: {e}"))
+    }
+
+    /// Closes the QUIC endpoint (and with it the socket's receive loop), waiting briefly.
+    pub async fn close(self) {
+        self.driver.abort();
+        self.endpoint.close(0u32.into(), b"shutdown");
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Future answering one push-pull request: our payload, or `None` to refuse.
+type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
+
+/// The QUIC server's handler: pass the peer's payload to the driver, wait for its answer.
+fn push_pull_responder(
+    commands: mpsc::Sender<Command>,
+) -> impl Fn(SocketAddr, Vec<u8>) -> ReplyFuture + Clone + Send + Sync + 'static {
+    move |from, payload| {
+        let commands = commands.clone();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::PushPull {
+                    from,
+                    payload,
+                    reply,
+                })
+                .await
+                .ok()?;
+            answer.await.ok().flatten()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

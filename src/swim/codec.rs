@@ -1,5 +1,504 @@
 //! Datagram framing: header byte + prost `Envelope`, with hard size and count limits.
+//!
+//! Everything that arrives from the network passes through [`decode_datagram`] or
+//! [`decode_push_pull`] and comes out validated (addresses parsed, states known, sizes bounded),
+//! so the rest of the core never sees raw wire data.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use prost::Message;
+
+use super::state::Update;
+use super::{DropReason, MemberState, NodeMeta};
+use crate::wire;
 
 /// Wire version carried in the first byte of every SWIM datagram. Its 0x40 bit is clear so the
 /// runtime can tell SWIM datagrams from QUIC packets on the shared port.
 pub const WIRE_VERSION: u8 = 0x01;
+/// Largest datagram accepted: the maximum UDP payload over IPv4.
+pub const MAX_DATAGRAM_BYTES: usize = 65_507;
+/// Most piggybacked updates accepted in one datagram; far above what fits an MTU.
+pub const MAX_UPDATES: usize = 512;
+/// Longest member name, region, zone, accuser or target accepted.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Most tags accepted on one member.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag key or value accepted.
+pub const MAX_TAG_BYTES: usize = 256;
+/// Largest push-pull message accepted (bounds memory per exchange).
+pub const MAX_PUSH_PULL_BYTES: usize = 16 * 1024 * 1024;
+/// Most members accepted in one push-pull message.
+pub const MAX_PUSH_PULL_MEMBERS: usize = 100_000;
+
+/// The body of a datagram, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// "Are you alive?"; `target` empty means "whoever you are".
+    Ping {
+        /// Probe sequence number to echo.
+        seq: u32,
+        /// Name of the intended receiver.
+        target: String,
+    },
+    /// Probe answer.
+    Ack {
+        /// Sequence number of the probe answered.
+        seq: u32,
+    },
+    /// Indirect prober's "no answer in time".
+    Nack {
+        /// Sequence number of the requester's probe.
+        seq: u32,
+    },
+    /// "Probe `target` at `target_addr` for me."
+    PingReq {
+        /// Requester's sequence number to answer with.
+        seq: u32,
+        /// Name of the member to probe.
+        target: String,
+        /// Where to probe it.
+        target_addr: SocketAddr,
+    },
+}
+
+/// A decoded, validated datagram.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Datagram {
+    /// Name of the sending member.
+    pub sender: String,
+    /// Probe message, or `None` for a pure gossip datagram.
+    pub body: Option<Body>,
+    /// Piggybacked membership facts.
+    pub updates: Vec<Update>,
+}
+
+/// A decoded, validated push-pull message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushPull {
+    /// Name of the sending member.
+    pub sender: String,
+    /// True when the sender is joining.
+    pub join: bool,
+    /// The sender's full member table.
+    pub members: Vec<Update>,
+}
+
+/// Frames an envelope as a datagram: header byte, then the encoded envelope.
+pub fn encode_datagram(env: &wire::Envelope) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + env.encoded_len());
+    out.push(WIRE_VERSION);
+    env.encode_raw(&mut out);
+    out
+}
+
+/// Bytes one more `updates` entry of `len` encoded bytes adds to an envelope.
+pub fn update_field_len(len: usize) -> usize {
+    // One tag byte (field 8, length-delimited), the length prefix, then the message.
+    1 + prost::length_delimiter_len(len) + len
+}
+
+/// Decodes and validates one datagram.
+pub fn decode_datagram(data: &[u8]) -> Result<Datagram, DropReason> {
+    if data.len() > MAX_DATAGRAM_BYTES {
+        return Err(DropReason::Oversized);
+    }
+    let (&version, rest) = data.split_first().ok_or(DropReason::Malformed)?;
+    if version != WIRE_VERSION {
+        return Err(DropReason::UnknownVersion);
+    }
+    let env = wire::Envelope::decode(rest).map_err(|_| DropReason::Malformed)?;
+    check_name(&env.sender)?;
+    if env.updates.len() > MAX_UPDATES {
+        return Err(DropReason::Oversized);
+    }
+    let body = env.body.map(body_from_wire).transpose()?;
+    let updates = env
+        .updates
+        .into_iter()
+        .map(update_from_wire)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Datagram {
+        sender: env.sender,
+        body,
+        updates,
+    })
+}
+
+/// Encodes a push-pull message (no header byte: it travels alone on a QUIC stream).
+pub fn encode_push_pull(msg: &wire::PushPull) -> Vec<u8> {
+    msg.encode_to_vec()
+}
+
+/// Decodes and validates a push-pull message.
+pub fn decode_push_pull(data: &[u8]) -> Result<PushPull, DropReason> {
+    if data.len() > MAX_PUSH_PULL_BYTES {
+        return Err(DropReason::Oversized);
+    }
+    if data.is_empty() {
+        return Err(DropReason::Malformed);
+    }
+    let msg = wire::PushPull::decode(data).map_err(|_| DropReason::Malformed)?;
+    check_name(&msg.sender)?;
+    if msg.members.len() > MAX_PUSH_PULL_MEMBERS {
+        return Err(DropReason::Oversized);
+    }
+    let members = msg
+        .members
+        .into_iter()
+        .map(update_from_wire)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PushPull {
+        sender: msg.sender,
+        join: msg.join,
+        members,
+    })
+}
+
+/// Converts a body to its wire form.
+pub fn body_to_wire(body: Body) -> wire::envelope::Body {
+    use wire::envelope::Body as W;
+    match body {
+        Body::Ping { seq, target } => W::Ping(wire::Ping { seq, target }),
+        Body::Ack { seq } => W::Ack(wire::Ack { seq }),
+        Body::Nack { seq } => W::Nack(wire::Nack { seq }),
+        Body::PingReq {
+            seq,
+            target,
+            target_addr,
+        } => W::PingReq(wire::PingReq {
+            seq,
+            target,
+            target_address: target_addr.to_string(),
+        }),
+    }
+}
+
+fn body_from_wire(body: wire::envelope::Body) -> Result<Body, DropReason> {
+    use wire::envelope::Body as W;
+    Ok(match body {
+        W::Ping(p) => {
+            check_len(&p.target, MAX_NAME_BYTES)?;
+            Body::Ping {
+                seq: p.seq,
+                target: p.target,
+            }
+        }
+        W::Ack(a) => Body::Ack { seq: a.seq },
+        W::Nack(n) => Body::Nack { seq: n.seq },
+        W::PingReq(r) => {
+            check_name(&r.target)?;
+            Body::PingReq {
+                seq: r.seq,
+                target: r.target,
+                target_addr: parse_addr(&r.target_address)?,
+            }
+        }
+    })
+}
+
+/// Converts a fact to its wire form; meta is carried only when `with_meta`.
+pub fn update_to_wire(u: &Update, with_meta: bool) -> wire::MemberUpdate {
+    wire::MemberUpdate {
+        name: u.name.clone(),
+        address: u.addr.to_string(),
+        incarnation: u.incarnation,
+        state: state_to_wire(u.state) as i32,
+        meta: with_meta.then(|| meta_to_wire(&u.meta)),
+        accuser: u.accuser.clone(),
+    }
+}
+
+/// Validates a wire fact.
+pub fn update_from_wire(u: wire::MemberUpdate) -> Result<Update, DropReason> {
+    check_name(&u.name)?;
+    check_len(&u.accuser, MAX_NAME_BYTES)?;
+    let state = match wire::MemberState::try_from(u.state) {
+        Ok(wire::MemberState::Alive) => MemberState::Alive,
+        Ok(wire::MemberState::Suspected) => MemberState::Suspected,
+        Ok(wire::MemberState::Down) => MemberState::Down,
+        Ok(wire::MemberState::Leaving) => MemberState::Leaving,
+        // INIT is never gossiped: a node announces itself only once ALIVE.
+        Ok(wire::MemberState::Init) | Err(_) => return Err(DropReason::InvalidField),
+    };
+    let meta = match u.meta {
+        Some(m) => meta_from_wire(m)?,
+        None => NodeMeta::default(),
+    };
+    Ok(Update {
+        addr: parse_addr(&u.address)?,
+        name: u.name,
+        incarnation: u.incarnation,
+        state,
+        meta,
+        accuser: u.accuser,
+    })
+}
+
+/// Maps our state to the wire enum.
+pub fn state_to_wire(state: MemberState) -> wire::MemberState {
+    match state {
+        MemberState::Init => wire::MemberState::Init,
+        MemberState::Alive => wire::MemberState::Alive,
+        MemberState::Suspected => wire::MemberState::Suspected,
+        MemberState::Down => wire::MemberState::Down,
+        MemberState::Leaving => wire::MemberState::Leaving,
+    }
+}
+
+fn meta_to_wire(meta: &NodeMeta) -> wire::NodeMeta {
+    wire::NodeMeta {
+        region: meta.region.clone(),
+        zone: meta.zone.clone(),
+        tags: meta
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn meta_from_wire(m: wire::NodeMeta) -> Result<NodeMeta, DropReason> {
+    check_len(&m.region, MAX_NAME_BYTES)?;
+    check_len(&m.zone, MAX_NAME_BYTES)?;
+    if m.tags.len() > MAX_TAGS {
+        return Err(DropReason::Oversized);
+    }
+    let mut tags = BTreeMap::new();
+    for (k, v) in m.tags {
+        check_len(&k, MAX_TAG_BYTES)?;
+        check_len(&v, MAX_TAG_BYTES)?;
+        tags.insert(k, v);
+    }
+    Ok(NodeMeta {
+        region: m.region,
+        zone: m.zone,
+        tags,
+    })
+}
+
+fn check_len(s: &str, max: usize) -> Result<(), DropReason> {
+    if s.len() > max {
+        Err(DropReason::Oversized)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_name(s: &str) -> Result<(), DropReason> {
+    if s.is_empty() {
+        return Err(DropReason::InvalidField);
+    }
+    check_len(s, MAX_NAME_BYTES)
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, DropReason> {
+    s.parse().map_err(|_| DropReason::InvalidField)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(name: &str) -> wire::MemberUpdate {
+        wire::MemberUpdate {
+            name: name.into(),
+            address: "10.0.0.1:39527".into(),
+            incarnation: 3,
+            state: wire::MemberState::Alive as i32,
+            meta: None,
+            accuser: String::new(),
+        }
+    }
+
+    fn envelope(updates: Vec<wire::MemberUpdate>) -> wire::Envelope {
+        wire::Envelope {
+            sender: "a".into(),
+            body: Some(wire::envelope::Body::Ping(wire::Ping {
+                seq: 7,
+                target: "b".into(),
+            })),
+            updates,
+        }
+    }
+
+    fn with_tags(n: usize, key_len: usize) -> wire::MemberUpdate {
+        let mut u = update("x");
+        let mut meta = wire::NodeMeta::default();
+        for i in 0..n {
+            meta.tags.insert(format!("{i:0>key_len$}"), "v".into());
+        }
+        u.meta = Some(meta);
+        u
+    }
+
+    #[test]
+    fn datagram_limits_table() {
+        let mut bad_state = update("x");
+        bad_state.state = 99;
+        let mut init_state = update("x");
+        init_state.state = 0;
+        let mut bad_addr = update("x");
+        bad_addr.address = "nope".into();
+        let mut bad_sender = envelope(vec![]);
+        bad_sender.sender.clear();
+        let mut bad_req = envelope(vec![]);
+        bad_req.body = Some(wire::envelope::Body::PingReq(wire::PingReq {
+            seq: 1,
+            target: "b".into(),
+            target_address: "1.2.3.4".into(),
+        }));
+        let cases: Vec<(&str, Vec<u8>, Result<(), DropReason>)> = vec![
+            ("ok", encode_datagram(&envelope(vec![update("x")])), Ok(())),
+            ("empty", vec![], Err(DropReason::Malformed)),
+            ("version", vec![0x02, 0, 0], Err(DropReason::UnknownVersion)),
+            (
+                "garbage",
+                vec![WIRE_VERSION, 0xff, 0xff],
+                Err(DropReason::Malformed),
+            ),
+            (
+                "too big",
+                vec![WIRE_VERSION; MAX_DATAGRAM_BYTES + 1],
+                Err(DropReason::Oversized),
+            ),
+            (
+                "too many updates",
+                encode_datagram(&envelope(vec![update("x"); MAX_UPDATES + 1])),
+                Err(DropReason::Oversized),
+            ),
+            (
+                "long name",
+                encode_datagram(&envelope(vec![update(&"n".repeat(MAX_NAME_BYTES + 1))])),
+                Err(DropReason::Oversized),
+            ),
+            (
+                "empty name",
+                encode_datagram(&envelope(vec![update("")])),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "bad state",
+                encode_datagram(&envelope(vec![bad_state])),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "init state",
+                encode_datagram(&envelope(vec![init_state])),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "bad address",
+                encode_datagram(&envelope(vec![bad_addr])),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "empty sender",
+                encode_datagram(&bad_sender),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "bad target address",
+                encode_datagram(&bad_req),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "64 tags",
+                encode_datagram(&envelope(vec![with_tags(MAX_TAGS, 3)])),
+                Ok(()),
+            ),
+            (
+                "65 tags",
+                encode_datagram(&envelope(vec![with_tags(MAX_TAGS + 1, 3)])),
+                Err(DropReason::Oversized),
+            ),
+            (
+                "long tag key",
+                encode_datagram(&envelope(vec![with_tags(1, MAX_TAG_BYTES + 1)])),
+                Err(DropReason::Oversized),
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            assert_eq!(decode_datagram(&bytes).map(|_| ()), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn datagram_round_trip() {
+        let env = envelope(vec![update("x")]);
+        let d = decode_datagram(&encode_datagram(&env)).unwrap();
+        assert_eq!(d.sender, "a");
+        assert_eq!(
+            d.body,
+            Some(Body::Ping {
+                seq: 7,
+                target: "b".into()
+            })
+        );
+        assert_eq!(d.updates.len(), 1);
+        assert_eq!(d.updates[0].incarnation, 3);
+        assert_eq!(d.updates[0].state, MemberState::Alive);
+    }
+
+    #[test]
+    fn update_field_len_matches_prost() {
+        for n in [0usize, 1, 5, 40] {
+            let base = envelope(vec![]);
+            let with = envelope(vec![update("member-name"); n]);
+            let one = update("member-name").encoded_len();
+            assert_eq!(
+                with.encoded_len(),
+                base.encoded_len() + n * update_field_len(one)
+            );
+        }
+    }
+
+    #[test]
+    fn push_pull_limits_table() {
+        let ok = wire::PushPull {
+            sender: "a".into(),
+            join: true,
+            members: vec![update("x")],
+        };
+        let no_sender = wire::PushPull {
+            sender: String::new(),
+            join: false,
+            members: vec![],
+        };
+        let cases: Vec<(&str, Vec<u8>, Result<(), DropReason>)> = vec![
+            ("ok", encode_push_pull(&ok), Ok(())),
+            ("empty", vec![], Err(DropReason::Malformed)),
+            (
+                "garbage",
+                vec![0xff, 0xff, 0xff],
+                Err(DropReason::Malformed),
+            ),
+            (
+                "too big",
+                vec![0; MAX_PUSH_PULL_BYTES + 1],
+                Err(DropReason::Oversized),
+            ),
+            (
+                "no sender",
+                encode_push_pull(&no_sender),
+                Err(DropReason::InvalidField),
+            ),
+        ];
+        for (what, bytes, want) in cases {
+            assert_eq!(decode_push_pull(&bytes).map(|_| ()), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn push_pull_member_count_limit() {
+        let many = wire::PushPull {
+            sender: "a".into(),
+            join: false,
+            members: vec![update("x"); MAX_PUSH_PULL_MEMBERS + 1],
+        };
+        assert_eq!(
+            decode_push_pull(&encode_push_pull(&many)).map(|_| ()),
+            Err(DropReason::Oversized)
+        );
+    }
+}

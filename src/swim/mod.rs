@@ -9,14 +9,23 @@
 //! - `now` is monotonic and never goes backwards between calls; randomness comes only from the
 //!   seed given to [`Swim::new`], so a run is reproducible.
 
+pub mod awareness;
+pub mod broadcast;
 pub mod codec;
 pub mod config;
+pub mod members;
+mod node;
+pub mod probe;
+pub mod state;
+pub mod suspicion;
+pub mod timers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use config::Config;
+pub use node::{push_pull_scale, Swim};
 
 /// Operator-supplied description of a node, carried with every ALIVE update.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -166,113 +175,4 @@ pub struct Stats {
     pub refutations: u64,
     /// Full-state exchanges merged.
     pub push_pulls: u64,
-}
-
-/// The SWIM state machine for one node. See the module docs for the driving contract.
-#[derive(Debug)]
-pub struct Swim {
-    // Filled in by the implementation.
-}
-
-impl Swim {
-    /// Creates a node in state INIT, holding only itself. `rng_seed` seeds all randomness.
-    pub fn new(config: Config, identity: Identity, rng_seed: u64, now: Instant) -> Self {
-        let _ = (config, identity, rng_seed, now);
-        todo!("implemented in the core")
-    }
-
-    /// Starts as a cluster of one (no seeds given): INIT → ALIVE, probing begins.
-    pub fn start_alone(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
-    }
-
-    /// Processes one received SWIM datagram (header byte included). Bad input is dropped and
-    /// counted in [`Stats::dropped`], never a panic.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let _ = (now, from, data);
-        todo!()
-    }
-
-    /// Fires every timer whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
-    }
-
-    /// Encodes this node's full member table as a `PushPull` message to send to a peer.
-    /// While INIT, the message is marked `join` and lists this node as ALIVE.
-    pub fn push_pull_payload(&self) -> Vec<u8> {
-        todo!()
-    }
-
-    /// Merges a peer's `PushPull` message. If this node is INIT, it is now joined (→ ALIVE) and
-    /// announces itself. Errors when the message is dropped (also counted in stats).
-    pub fn handle_push_pull(&mut self, now: Instant, data: &[u8]) -> Result<(), DropReason> {
-        let _ = (now, data);
-        todo!()
-    }
-
-    /// Begins a graceful leave: this node → LEAVING, broadcast at once to several members.
-    pub fn leave(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
-    }
-
-    /// True once the LEAVING announcement has been sent to enough members (or there are none),
-    /// so the process may exit.
-    pub fn leave_announced(&self) -> bool {
-        todo!()
-    }
-
-    /// Replaces this node's metadata; bumps the incarnation and broadcasts ALIVE.
-    pub fn set_meta(&mut self, now: Instant, meta: NodeMeta) {
-        let _ = (now, meta);
-        todo!()
-    }
-
-    /// Next datagram to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
-    }
-
-    /// Next peer address the caller should run a full-state push-pull exchange with, if any.
-    pub fn poll_push_pull(&mut self) -> Option<SocketAddr> {
-        todo!()
-    }
-
-    /// Next membership change, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
-    }
-
-    /// Earliest deadline at which [`Swim::handle_timeout`] must be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
-    }
-
-    /// This node's own entry.
-    pub fn local(&self) -> MemberView {
-        todo!()
-    }
-
-    /// Every known member including this node, sorted by name.
-    pub fn members(&self) -> Vec<MemberView> {
-        todo!()
-    }
-
-    /// Running counters.
-    pub fn stats(&self) -> &Stats {
-        todo!()
-    }
-
-    /// Lifeguard local health score, 0 (healthy) up to `awareness_max_multiplier - 1`.
-    pub fn health_score(&self) -> u32 {
-        todo!()
-    }
-
-    /// Updates waiting to be piggybacked (broadcast queue depth).
-    pub fn pending_broadcasts(&self) -> usize {
-        todo!()
-    }
 }

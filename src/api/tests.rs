@@ -1,0 +1,187 @@
+//! Router tests over hand-made snapshots, served on 127.0.0.1:0 and called with ureq.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::{serve, ApiState};
+use crate::runtime::{Command, Snapshot};
+use crate::swim::{MemberState, MemberView, NodeMeta};
+
+fn member(name: &str, port: u16, state: MemberState, local: bool, at: Instant) -> MemberView {
+    let mut tags = BTreeMap::new();
+    tags.insert("role".to_string(), "gw".to_string());
+    MemberView {
+        name: name.to_string(),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        state,
+        incarnation: 3,
+        meta: NodeMeta {
+            region: "eu".into(),
+            zone: "eu-1a".into(),
+            tags,
+        },
+        since: at,
+        is_local: local,
+    }
+}
+
+/// A node "n2" (in `local_state`) with peers n1 ALIVE, n3 SUSPECTED, n4 DOWN, n5 LEAVING,
+/// listed out of order to check sorting.
+fn snapshot(local_state: MemberState) -> Snapshot {
+    let since = Instant::now();
+    let taken_at = since + Duration::from_millis(1500);
+    let local = member("n2", 2, local_state, true, since);
+    let mut snap = Snapshot::of_local(local.clone(), taken_at);
+    snap.members = vec![
+        member("n5", 5, MemberState::Leaving, false, since),
+        local,
+        member("n3", 3, MemberState::Suspected, false, since),
+        member("n1", 1, MemberState::Alive, false, since),
+        member("n4", 4, MemberState::Down, false, since),
+    ];
+    snap.health_score = 2;
+    snap
+}
+
+struct Server {
+    base: String,
+    commands: mpsc::Receiver<Command>,
+    _snapshots: watch::Sender<Snapshot>,
+}
+
+async fn start(snap: Snapshot) -> Server {
+    let (snapshot_tx, snapshots) = watch::channel(snap);
+    let (commands_tx, commands) = mpsc::channel(4);
+    let listener = super::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let state = ApiState {
+        snapshots,
+        commands: commands_tx,
+        allow_remote_shutdown: false,
+    };
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    Server {
+        base: format!("http://{addr}"),
+        commands,
+        _snapshots: snapshot_tx,
+    }
+}
+
+/// Calls the API from a blocking thread; returns status code and parsed JSON body.
+async fn call(method: &'static str, url: String) -> (u16, Value) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let response = match method {
+            "GET" => agent.get(&url).call(),
+            "POST" => agent.post(&url).send_empty(),
+            "DELETE" => agent.delete(&url).call(),
+            other => panic!("unsupported method {other}"),
+        };
+        let mut response = response.expect("request");
+        let code = response.status().as_u16();
+        let body: Value = response.body_mut().read_json().expect("json body");
+        (code, body)
+    })
+    .await
+    .expect("client thread")
+}
+
+#[tokio::test]
+async fn status_lists_every_member_sorted_with_real_counts() {
+    let server = start(snapshot(MemberState::Alive)).await;
+    let (code, body) = call("GET", format!("{}/ha/status", server.base)).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["node_name"], "n2");
+    assert_eq!(body["node_count"], 5);
+    let names: Vec<&str> = body["nodes"]
+        .as_array()
+        .expect("nodes array")
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names, ["n1", "n2", "n3", "n4", "n5"]);
+    let n3 = &body["nodes"][2];
+    assert_eq!(n3["status"], "2");
+    assert_eq!(n3["state"], "SUSPECTED");
+    assert_eq!(n3["version"], 3);
+    assert_eq!(n3["incarnation"], 3);
+    assert_eq!(n3["address"], "127.0.0.1:3");
+    assert_eq!(n3["region"], "eu");
+    assert_eq!(n3["zone"], "eu-1a");
+    assert_eq!(n3["tags"]["role"], "gw");
+    assert_eq!(n3["since_ms"], 1500);
+    assert_eq!(body["nodes"][4]["status"], "4");
+    let stores = &body["stores"];
+    assert_eq!(stores["membership_count"], 5);
+    assert_eq!(stores["alive_count"], 2);
+    assert_eq!(stores["suspected_count"], 1);
+    assert_eq!(stores["down_count"], 1);
+    assert_eq!(stores["leaving_count"], 1);
+}
+
+#[tokio::test]
+async fn health_is_200_when_alive() {
+    let server = start(snapshot(MemberState::Alive)).await;
+    let (code, body) = call("GET", format!("{}/ha/health", server.base)).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["node_name"], "n2");
+    // n1, n2 ALIVE + n3 SUSPECTED.
+    assert_eq!(body["cluster_size"], 3);
+    assert_eq!(body["stores_healthy"], true);
+    assert_eq!(body["state"], "ALIVE");
+    assert_eq!(body["incarnation"], 3);
+    assert_eq!(body["health_score"], 2);
+}
+
+#[tokio::test]
+async fn health_is_503_while_joining_or_leaving() {
+    for (state, word, name) in [
+        (MemberState::Init, "joining", "INIT"),
+        (MemberState::Leaving, "leaving", "LEAVING"),
+    ] {
+        let server = start(snapshot(state)).await;
+        let (code, body) = call("GET", format!("{}/ha/health", server.base)).await;
+        assert_eq!(code, 503, "{state:?}");
+        assert_eq!(body["status"], word);
+        assert_eq!(body["state"], name);
+        assert_eq!(body["node_name"], "n2");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_from_loopback_sends_leave() {
+    let mut server = start(snapshot(MemberState::Alive)).await;
+    let (code, body) = call("POST", format!("{}/ha/shutdown", server.base)).await;
+    assert_eq!(code, 202);
+    assert_eq!(body["status"], "shutdown initiated");
+    let command = tokio::time::timeout(Duration::from_secs(5), server.commands.recv()).await;
+    assert!(matches!(command, Ok(Some(Command::Leave))), "{command:?}");
+}
+
+#[tokio::test]
+async fn unknown_path_and_wrong_method_are_json_errors() {
+    let server = start(snapshot(MemberState::Alive)).await;
+    let (code, body) = call("GET", format!("{}/x", server.base)).await;
+    assert_eq!(code, 404);
+    assert_eq!(body["error"], "no route for GET /x");
+    let (code, body) = call("GET", format!("{}/ha/shutdown", server.base)).await;
+    assert_eq!(code, 405);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("GET")),
+        "{body}"
+    );
+    let (code, body) = call("DELETE", format!("{}/ha/status", server.base)).await;
+    assert_eq!(code, 405);
+    assert!(body["error"].is_string());
+}

@@ -1,0 +1,361 @@
+//! The driver: the one task that owns the [`Swim`] core.
+//!
+//! It feeds the core every input (SWIM datagrams, its timer, commands, results of push-pull and
+//! join tasks), then drains the core's outputs in the documented order and publishes a snapshot.
+//! Nothing else touches the core, so there is no lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::Endpoint;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::events::log_event;
+use super::join::{self, JoinState};
+use super::quic::{self, ExchangeError};
+use super::seeds::Seed;
+use super::snapshot::{RuntimeCounters, Snapshot};
+use super::socket::{SocketCounters, SwimDatagram};
+use crate::swim::{MemberState, NodeMeta, Swim};
+
+/// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// Snapshots are republished at least this often while inputs arrive, so counters stay fresh
+/// without copying the member table on every datagram. Membership changes publish at once.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A request to the driver from the API, the agent or the QUIC server.
+#[derive(Debug)]
+pub enum Command {
+    /// Start a graceful leave; the driver stops once it is announced or the leave timeout passes.
+    Leave,
+    /// A peer's push-pull payload received by the QUIC server; `reply` gets our payload to send
+    /// back, or `None` when the peer's payload was rejected.
+    PushPull {
+        /// The peer's address.
+        from: SocketAddr,
+        /// The peer's `PushPull` message.
+        payload: Vec<u8>,
+        /// Where to send our answer.
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    /// Replace this node's metadata.
+    SetMeta(NodeMeta),
+}
+
+/// Outcome of a task the driver spawned.
+enum TaskResult {
+    /// A periodic push-pull the core asked for.
+    PushPull {
+        peer: SocketAddr,
+        result: Result<Vec<u8>, ExchangeError>,
+    },
+    /// A join round: the first seed that answered with its reply, or every address tried.
+    Join(join::RoundResult),
+}
+
+/// The driver's fixed settings.
+pub struct DriverSettings {
+    /// Seeds to join through; empty means start alone.
+    pub seeds: Vec<Seed>,
+    /// Our own advertised address, skipped among resolved seeds.
+    pub advertise: SocketAddr,
+    /// How long a leave may take before the driver stops anyway.
+    pub leave_timeout: Duration,
+    /// Bound on each push-pull exchange.
+    pub exchange_timeout: Duration,
+}
+
+/// Channels and handles the driver works with.
+pub struct DriverIo {
+    /// Socket for sending SWIM datagrams.
+    pub udp: Arc<UdpSocket>,
+    /// QUIC endpoint for outgoing push-pull exchanges.
+    pub endpoint: Endpoint,
+    /// Counters updated by the socket layer.
+    pub socket_counters: Arc<SocketCounters>,
+    /// SWIM datagrams from the socket.
+    pub swim_rx: mpsc::Receiver<SwimDatagram>,
+    /// Commands from the API, agent and QUIC server.
+    pub commands: mpsc::Receiver<Command>,
+    /// Where snapshots are published.
+    pub snapshots: watch::Sender<Snapshot>,
+}
+
+/// The task state; see the module docs.
+pub struct Driver {
+    core: Swim,
+    io: DriverIo,
+    settings: DriverSettings,
+    counters: RuntimeCounters,
+    results_tx: mpsc::UnboundedSender<TaskResult>,
+    results_rx: mpsc::UnboundedReceiver<TaskResult>,
+    join: JoinState,
+    leave_deadline: Option<Instant>,
+    last_publish: Option<Instant>,
+}
+
+impl Driver {
+    /// Wraps a core in state INIT.
+    pub fn new(core: Swim, io: DriverIo, settings: DriverSettings) -> Self {
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
+        Driver {
+            core,
+            io,
+            settings,
+            counters: RuntimeCounters::default(),
+            results_tx,
+            results_rx,
+            join: JoinState::Done,
+            leave_deadline: None,
+            last_publish: None,
+        }
+    }
+
+    /// Runs until a leave completes (or times out) or every command sender is gone.
+    pub async fn run(mut self) {
+        let now = Instant::now();
+        if self.settings.seeds.is_empty() {
+            tracing::info!("no seeds configured: starting as a cluster of one");
+            self.core.start_alone(now);
+        } else {
+            self.join = JoinState::start(now);
+        }
+        self.after_input(true).await;
+
+        loop {
+            if self.leave_finished(Instant::now()) {
+                break;
+            }
+            let wake = self.next_wake(Instant::now());
+            tokio::select! {
+                Some(datagram) = self.io.swim_rx.recv() => {
+                    self.core.handle_datagram(Instant::now(), datagram.from, &datagram.bytes);
+                }
+                _ = tokio::time::sleep_until(wake.into()) => self.on_timer(Instant::now()),
+                command = self.io.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => {
+                        tracing::debug!("all command senders dropped: driver stops");
+                        break;
+                    }
+                },
+                Some(result) = self.results_rx.recv() => self.on_result(result),
+            }
+            self.after_input(false).await;
+        }
+        self.publish(Instant::now());
+    }
+
+    /// The earliest of the core's deadline, the next join round and the leave deadline.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = self.core.poll_timeout().unwrap_or(now + IDLE_WAKE);
+        if let Some(at) = self.join.wake_at() {
+            wake = wake.min(at);
+        }
+        if let Some(deadline) = self.leave_deadline {
+            wake = wake.min(deadline);
+        }
+        wake
+    }
+
+    fn leave_finished(&self, now: Instant) -> bool {
+        let Some(deadline) = self.leave_deadline else {
+            return false;
+        };
+        if self.core.leave_announced() {
+            tracing::info!("leave announced to peers");
+            true
+        } else if now >= deadline {
+            tracing::warn!(
+                timeout = ?self.settings.leave_timeout,
+                "leave not fully announced before the leave timeout; stopping anyway"
+            );
+            true
+        } else {
+            false
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        // Calling early is harmless: the core fires only timers that are due.
+        self.core.handle_timeout(now);
+        if self.join.wake_at().is_some_and(|at| at <= now) {
+            self.start_join_round();
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Leave => {
+                if self.leave_deadline.is_none() {
+                    tracing::info!("leaving: announcing LEAVING to peers");
+                    self.core.leave(now);
+                    self.leave_deadline = Some(now + self.settings.leave_timeout);
+                    self.join = JoinState::Done;
+                }
+            }
+            Command::PushPull {
+                from,
+                payload,
+                reply,
+            } => {
+                let answer = match self.core.handle_push_pull(now, &payload) {
+                    Ok(()) => {
+                        self.counters.push_pull_ok += 1;
+                        Some(self.core.push_pull_payload())
+                    }
+                    Err(reason) => {
+                        self.counters.push_pull_failed += 1;
+                        tracing::debug!(peer = %from, ?reason, "rejected push-pull from peer");
+                        None
+                    }
+                };
+                // The QUIC task may have timed out meanwhile; nothing to do then.
+                let _ = reply.send(answer);
+            }
+            Command::SetMeta(meta) => self.core.set_meta(now, meta),
+        }
+    }
+
+    fn on_result(&mut self, result: TaskResult) {
+        let now = Instant::now();
+        match result {
+            TaskResult::PushPull {
+                peer,
+                result: Ok(reply),
+            } => match self.core.handle_push_pull(now, &reply) {
+                Ok(()) => self.counters.push_pull_ok += 1,
+                Err(reason) => {
+                    self.counters.push_pull_failed += 1;
+                    tracing::debug!(%peer, ?reason, "rejected push-pull reply");
+                }
+            },
+            TaskResult::PushPull {
+                peer,
+                result: Err(err),
+            } => {
+                self.counters.push_pull_failed += 1;
+                tracing::debug!(%peer, error = %err, "push-pull failed");
+            }
+            // A round that ends after a leave began is moot.
+            TaskResult::Join(_) if !self.join.in_flight() => {}
+            TaskResult::Join(Ok((seed, reply))) => match self.core.handle_push_pull(now, &reply) {
+                Ok(()) => {
+                    self.counters.push_pull_ok += 1;
+                    tracing::info!(%seed, "joined cluster");
+                    self.join = JoinState::Done;
+                }
+                Err(reason) => {
+                    self.counters.push_pull_failed += 1;
+                    tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
+                    self.join_round_failed(now, vec![seed]);
+                }
+            },
+            TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
+        }
+    }
+
+    fn join_round_failed(&mut self, now: Instant, tried: Vec<SocketAddr>) {
+        let JoinState::InFlight(backoff) = &self.join else {
+            return;
+        };
+        let mut backoff = backoff.clone();
+        self.counters.join_rounds_failed += 1;
+        if self.core.local().state != MemberState::Init {
+            // A peer joined us through its own push-pull meanwhile: we are in a cluster.
+            tracing::info!("joined cluster (a peer reached us first)");
+            self.join = JoinState::Done;
+            return;
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(
+            "{}",
+            join::progress_line(&tried, &self.settings.seeds, delay)
+        );
+        self.join = JoinState::WaitUntil(now + delay, backoff);
+    }
+
+    fn start_join_round(&mut self) {
+        let JoinState::WaitUntil(_, backoff) = &self.join else {
+            return;
+        };
+        if self.core.local().state != MemberState::Init {
+            tracing::info!("joined cluster (a peer reached us first)");
+            self.join = JoinState::Done;
+            return;
+        }
+        self.join = JoinState::InFlight(backoff.clone());
+        let payload = self.core.push_pull_payload();
+        let seeds = self.settings.seeds.clone();
+        let own = self.settings.advertise;
+        let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
+        let endpoint = self.io.endpoint.clone();
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let result = join::round(&endpoint, &seeds, own, &payload, timeout).await;
+            let _ = results.send(TaskResult::Join(result));
+        });
+    }
+
+    /// Drains the core's outputs in contract order, then publishes a snapshot if due.
+    async fn after_input(&mut self, force_publish: bool) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            if let Err(err) = self.io.udp.send_to(&transmit.payload, transmit.dst).await {
+                self.counters.send_errors += 1;
+                tracing::debug!(dst = %transmit.dst, error = %err, "udp send failed");
+            }
+        }
+        while let Some(peer) = self.core.poll_push_pull() {
+            self.spawn_push_pull(peer);
+        }
+        let mut changed = force_publish;
+        while let Some(event) = self.core.poll_event() {
+            log_event(&event);
+            changed = true;
+        }
+        let now = Instant::now();
+        let stale = match self.last_publish {
+            Some(at) => now.duration_since(at) >= PUBLISH_INTERVAL,
+            None => true,
+        };
+        if changed || stale {
+            self.publish(now);
+        }
+    }
+
+    fn spawn_push_pull(&self, peer: SocketAddr) {
+        let payload = self.core.push_pull_payload();
+        let endpoint = self.io.endpoint.clone();
+        let timeout = self.settings.exchange_timeout;
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let result = quic::exchange(&endpoint, peer, &payload, timeout).await;
+            let _ = results.send(TaskResult::PushPull { peer, result });
+        });
+    }
+
+    fn publish(&mut self, now: Instant) {
+        self.counters.datagrams_dropped_full = self
+            .io
+            .socket_counters
+            .swim_dropped_full
+            .load(Ordering::Relaxed);
+        let snapshot = Snapshot {
+            local: self.core.local(),
+            members: self.core.members(),
+            stats: self.core.stats().clone(),
+            health_score: self.core.health_score(),
+            pending_broadcasts: self.core.pending_broadcasts(),
+            counters: self.counters.clone(),
+            taken_at: now,
+        };
+        self.io.snapshots.send_replace(snapshot);
+        self.last_publish = Some(now);
+    }
+}

@@ -1,0 +1,68 @@
+//! The read-only picture of the node the driver publishes after its inputs (via `watch`).
+
+use std::time::Instant;
+
+use crate::swim::{MemberState, MemberView, Stats};
+
+/// Counters kept by the runtime itself (the core keeps its own in [`Stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeCounters {
+    /// SWIM datagrams dropped because the driver's channel was full.
+    pub datagrams_dropped_full: u64,
+    /// QUIC packets dropped because they exceeded quinn's receive buffer.
+    pub quic_dropped_oversize: u64,
+    /// Socket receive errors swallowed so the shared receive loop keeps running.
+    pub recv_errors: u64,
+    /// Datagrams the core produced but the socket failed to send.
+    pub send_errors: u64,
+    /// Push-pull exchanges (both directions) that completed and merged.
+    pub push_pull_ok: u64,
+    /// Push-pull exchanges that failed (timeout, connection, rejected payload).
+    pub push_pull_failed: u64,
+    /// Join rounds in which no seed answered.
+    pub join_rounds_failed: u64,
+}
+
+/// Everything the API needs, copied out of the core at `taken_at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// This node's own entry.
+    pub local: MemberView,
+    /// Every known member, this node included, sorted by name.
+    pub members: Vec<MemberView>,
+    /// The core's counters.
+    pub stats: Stats,
+    /// Lifeguard local health score (0 is healthy).
+    pub health_score: u32,
+    /// Updates waiting to be piggybacked.
+    pub pending_broadcasts: usize,
+    /// The runtime's own counters.
+    pub counters: RuntimeCounters,
+    /// When this snapshot was taken; `since_ms` values are relative to it.
+    pub taken_at: Instant,
+}
+
+impl Snapshot {
+    /// A snapshot of a node that knows only itself, e.g. before the driver starts.
+    pub fn of_local(local: MemberView, taken_at: Instant) -> Self {
+        Snapshot {
+            members: vec![local.clone()],
+            local,
+            stats: Stats::default(),
+            health_score: 0,
+            pending_broadcasts: 0,
+            counters: RuntimeCounters::default(),
+            taken_at,
+        }
+    }
+
+    /// How many members are in `state`.
+    pub fn count(&self, state: MemberState) -> usize {
+        self.members.iter().filter(|m| m.state == state).count()
+    }
+
+    /// Members (self included) that are ALIVE or SUSPECTED: the cluster as far as we can tell.
+    pub fn cluster_size(&self) -> usize {
+        self.count(MemberState::Alive) + self.count(MemberState::Suspected)
+    }
+}

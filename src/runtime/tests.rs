@@ -1,0 +1,206 @@
+//! End-to-end runtime tests: real cores on 127.0.0.1, joined over QUIC, gossiping over UDP.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Command, Runtime, RuntimeConfig, Seed, Snapshot};
+use crate::swim::{self, Identity, MemberState, NodeMeta};
+
+/// Upper bound on any wait in these tests.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Fast timers so tests converge quickly.
+fn fast_swim() -> swim::Config {
+    swim::Config {
+        probe_interval: Duration::from_millis(200),
+        probe_timeout: Duration::from_millis(100),
+        gossip_interval: Duration::from_millis(50),
+        ..swim::Config::default()
+    }
+}
+
+fn config(name: &str, port: u16, seeds: &[SocketAddr]) -> RuntimeConfig {
+    let bind = SocketAddr::from(([127, 0, 0, 1], port));
+    RuntimeConfig {
+        identity: Identity {
+            name: name.into(),
+            addr: bind,
+            meta: NodeMeta::default(),
+        },
+        bind,
+        swim: fast_swim(),
+        seeds: seeds
+            .iter()
+            .map(|a| Seed {
+                host: a.ip().to_string(),
+                port: a.port(),
+            })
+            .collect(),
+        leave_timeout: Duration::from_secs(2),
+        exchange_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Polls snapshots until `check` holds, or fails after [`DEADLINE`].
+async fn wait_for(
+    rx: &mut watch::Receiver<Snapshot>,
+    what: &str,
+    check: impl Fn(&Snapshot) -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if check(&rx.borrow_and_update()) {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                if check(&rx.borrow()) {
+                    return;
+                }
+                panic!("driver stopped before: {what}");
+            }
+            Err(_) => panic!(
+                "timed out waiting for: {what}; last snapshot {:?}",
+                rx.borrow()
+            ),
+        }
+    }
+}
+
+fn state_of(snapshot: &Snapshot, name: &str) -> Option<MemberState> {
+    snapshot
+        .members
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.state)
+}
+
+fn all_alive(snapshot: &Snapshot, names: &[&str]) -> bool {
+    names
+        .iter()
+        .all(|n| state_of(snapshot, n) == Some(MemberState::Alive))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_join_and_one_leaves_gracefully() {
+    let a = Runtime::start(config("a", 0, &[])).await.expect("start a");
+    let mut b = Runtime::start(config("b", 0, &[a.local_addr()]))
+        .await
+        .expect("start b");
+    let (mut a_rx, mut b_rx) = (a.snapshots(), b.snapshots());
+    wait_for(&mut a_rx, "a sees a and b ALIVE", |s| {
+        all_alive(s, &["a", "b"])
+    })
+    .await;
+    wait_for(&mut b_rx, "b sees a and b ALIVE", |s| {
+        all_alive(s, &["a", "b"])
+    })
+    .await;
+    assert!(b_rx.borrow().counters.push_pull_ok >= 1);
+
+    let started = Instant::now();
+    b.commands().send(Command::Leave).await.expect("send leave");
+    tokio::time::timeout(Duration::from_secs(3), b.stopped())
+        .await
+        .expect("leave finishes within 3 s")
+        .expect("driver ok");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(b_rx.borrow().local.state, MemberState::Leaving);
+    wait_for(&mut a_rx, "a sees b LEAVING", |s| {
+        state_of(s, "b") == Some(MemberState::Leaving)
+    })
+    .await;
+    b.close().await;
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiner_started_before_its_seed_joins_once_the_seed_appears() {
+    // Reserve a free port for the seed, then release it so the seed can bind it later.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let seed_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let joiner = Runtime::start(config("joiner", 0, &[seed_addr]))
+        .await
+        .expect("start joiner");
+    let mut joiner_rx = joiner.snapshots();
+    // Let at least one join round fail first.
+    wait_for(&mut joiner_rx, "a failed join round", |s| {
+        s.counters.join_rounds_failed >= 1
+    })
+    .await;
+    assert_eq!(joiner_rx.borrow().local.state, MemberState::Init);
+
+    let seed = Runtime::start(config("seed", port, &[]))
+        .await
+        .expect("start seed");
+    wait_for(&mut joiner_rx, "joiner joined", |s| {
+        all_alive(s, &["joiner", "seed"])
+    })
+    .await;
+    let mut seed_rx = seed.snapshots();
+    wait_for(&mut seed_rx, "seed sees joiner", |s| {
+        all_alive(s, &["joiner", "seed"])
+    })
+    .await;
+    joiner.close().await;
+    seed.close().await;
+}
+
+/// A free UDP port on 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_joiners_seeding_each_other_form_one_cluster() {
+    // Neither starts alone: each INIT node must accept the other's join push-pull.
+    let (pa, pb) = (free_port(), free_port());
+    let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let a = Runtime::start(config("a", pa, &[addr(pb)]))
+        .await
+        .expect("start a");
+    let b = Runtime::start(config("b", pb, &[addr(pa)]))
+        .await
+        .expect("start b");
+    let (mut a_rx, mut b_rx) = (a.snapshots(), b.snapshots());
+    wait_for(&mut a_rx, "a sees both ALIVE", |s| {
+        all_alive(s, &["a", "b"])
+    })
+    .await;
+    wait_for(&mut b_rx, "b sees both ALIVE", |s| {
+        all_alive(s, &["a", "b"])
+    })
+    .await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_given_as_dns_names_resolve() {
+    let seed = Runtime::start(config("seed", 0, &[]))
+        .await
+        .expect("start seed");
+    let mut cfg = config("named", 0, &[]);
+    cfg.seeds = vec![Seed {
+        host: "localhost".into(),
+        port: seed.local_addr().port(),
+    }];
+    let named = Runtime::start(cfg).await.expect("start named");
+    let mut rx = named.snapshots();
+    wait_for(&mut rx, "joined through localhost", |s| {
+        all_alive(s, &["named", "seed"])
+    })
+    .await;
+    named.close().await;
+    seed.close().await;
+}

@@ -1,0 +1,664 @@
+//! A deterministic discrete-event simulator driving many [`Swim`] cores in one process.
+//!
+//! Virtual time is a base `Instant` captured once plus an offset; a binary heap orders datagram
+//! deliveries, push-pull exchanges and node wake-ups by (time, insertion). Links have latency
+//! with jitter and random loss; the network can be partitioned and healed; nodes can be paused
+//! (like a GC stall: traffic queues up and is handled on resume), crashed, and restarted under
+//! the same name. Every run is reproducible from one seed.
+//!
+//! Cheap invariants are checked on every event (panicking with a description when broken): a
+//! running node never believes itself DOWN, and no node sees a member's incarnation decrease.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::swim::{Config, Event, Identity, MemberState, MemberView, NodeMeta, Swim};
+
+/// SWIM port every simulated node listens on.
+const PORT: u16 = 39527;
+/// How long a joining node waits for its seed before trying again.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+
+/// Network behaviour shared by all links.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetConfig {
+    /// One-way base latency.
+    pub latency: Duration,
+    /// Extra latency drawn uniformly from `[0, jitter)` per datagram.
+    pub jitter: Duration,
+    /// Probability that any one datagram is lost.
+    pub loss: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_millis(2),
+            loss: 0.0,
+        }
+    }
+}
+
+/// A membership event observed by a node, stamped with virtual time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimEvent {
+    /// Virtual time since the start of the run.
+    pub at: Duration,
+    /// Index of the observing node.
+    pub node: usize,
+    /// What it observed.
+    pub event: Event,
+}
+
+/// Traffic counters of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Datagrams handed to the network.
+    pub datagrams_sent: u64,
+    /// Bytes handed to the network.
+    pub bytes_sent: u64,
+    /// Datagrams lost to random loss, partitions or dead receivers.
+    pub datagrams_lost: u64,
+    /// Push-pull exchanges completed.
+    pub push_pulls: u64,
+    /// Queue items processed.
+    pub steps: u64,
+}
+
+#[derive(Debug)]
+enum Input {
+    Datagram {
+        from: SocketAddr,
+        payload: Vec<u8>,
+    },
+    PushPullRequest {
+        from: usize,
+        from_epoch: u32,
+        payload: Vec<u8>,
+    },
+    PushPullReply {
+        payload: Vec<u8>,
+    },
+    Wake,
+    Resume,
+    JoinRetry {
+        seed: SocketAddr,
+    },
+}
+
+/// Who an input is for: whoever holds an address on arrival, or one incarnation of a node.
+#[derive(Debug)]
+enum Dest {
+    Addr(SocketAddr),
+    Node(usize, u32),
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Duration,
+    seq: u64,
+    dest: Dest,
+    input: Input,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct SimNode {
+    name: String,
+    addr: SocketAddr,
+    core: Option<Swim>,
+    /// Bumped on restart, so timers and replies of the previous process are ignored.
+    epoch: u32,
+    paused_until: Option<Duration>,
+    backlog: Vec<Input>,
+    wake_at: Option<Duration>,
+    inbound_loss: f64,
+    group: u32,
+}
+
+/// The simulator. See the module docs.
+pub struct Sim {
+    base: Instant,
+    now: Duration,
+    rng: StdRng,
+    config: Config,
+    net: NetConfig,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    next_addr: u32,
+    events: Vec<SimEvent>,
+    check_incarnations: bool,
+    incarnations: HashMap<(usize, String), u64>,
+    stats: SimStats,
+}
+
+impl Sim {
+    /// An empty network; every node gets `config`.
+    pub fn new(seed: u64, config: Config, net: NetConfig) -> Self {
+        Sim {
+            base: Instant::now(),
+            now: Duration::ZERO,
+            rng: StdRng::seed_from_u64(seed),
+            config,
+            net,
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            next_addr: 0,
+            events: Vec::new(),
+            check_incarnations: true,
+            incarnations: HashMap::new(),
+            stats: SimStats::default(),
+        }
+    }
+
+    /// Turns the per-member incarnation check off (it costs memory O(N²) in large runs).
+    pub fn set_check_incarnations(&mut self, on: bool) {
+        self.check_incarnations = on;
+        self.incarnations.clear();
+    }
+
+    /// Current virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The `Instant` the core sees at virtual time `at`.
+    pub fn instant(&self, at: Duration) -> Instant {
+        self.base + at
+    }
+
+    /// Number of nodes ever added (crashed ones included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True before any node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Traffic counters so far.
+    pub fn stats(&self) -> &SimStats {
+        &self.stats
+    }
+
+    /// Changes loss, latency and jitter for everything sent from now on.
+    pub fn set_net(&mut self, net: NetConfig) {
+        self.net = net;
+    }
+
+    /// Name of node `i`.
+    pub fn name(&self, i: usize) -> &str {
+        self.nodes.get(i).map(|n| n.name.as_str()).unwrap_or("")
+    }
+
+    /// The core of node `i`, unless it crashed.
+    pub fn core(&self, i: usize) -> Option<&Swim> {
+        self.nodes.get(i).and_then(|n| n.core.as_ref())
+    }
+
+    /// True if node `i` has a running core (paused counts as running).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.core(i).is_some()
+    }
+
+    /// What node `observer` believes about member `name`.
+    pub fn view(&self, observer: usize, name: &str) -> Option<MemberView> {
+        self.core(observer).and_then(|c| c.member(name))
+    }
+
+    /// Adds a node that starts as a cluster of one; returns its index.
+    pub fn add_alone(&mut self, name: &str) -> usize {
+        let i = self.spawn(name.to_owned(), None);
+        let now = self.instant(self.now);
+        if let Some(core) = self.nodes.get_mut(i).and_then(|n| n.core.as_mut()) {
+            core.start_alone(now);
+        }
+        self.drain(i);
+        i
+    }
+
+    /// Adds a node that joins through `seed` by push-pull (retried until it has joined).
+    pub fn add_joining(&mut self, name: &str, seed: usize) -> usize {
+        let i = self.spawn(name.to_owned(), None);
+        self.join(i, seed);
+        i
+    }
+
+    /// Crashes node `i` for good (until [`Sim::restart`]): it stops processing anything.
+    pub fn crash(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.core = None;
+            n.backlog.clear();
+            n.paused_until = None;
+            n.wake_at = None;
+        }
+    }
+
+    /// Restarts node `i` under its name as a fresh core (at a new address if `new_addr`),
+    /// joining through `seed`.
+    pub fn restart(&mut self, i: usize, new_addr: bool, seed: usize) {
+        self.crash(i);
+        let Some(name) = self.nodes.get(i).map(|n| n.name.clone()) else {
+            return;
+        };
+        let addr = if new_addr {
+            None
+        } else {
+            self.nodes.get(i).map(|n| n.addr)
+        };
+        let j = self.spawn(name, Some((i, addr)));
+        self.join(j, seed);
+    }
+
+    /// Node `i` leaves gracefully (it keeps running until crashed, like a process that waits
+    /// for its announcement to go out).
+    pub fn leave(&mut self, i: usize) {
+        let now = self.instant(self.now);
+        if let Some(core) = self.nodes.get_mut(i).and_then(|n| n.core.as_mut()) {
+            core.leave(now);
+        }
+        self.drain(i);
+    }
+
+    /// Node `i` stops processing for `d` (GC stall): arrivals queue up and are handled on
+    /// resume, then its overdue timers fire.
+    pub fn pause(&mut self, i: usize, d: Duration) {
+        let until = self.now + d;
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        n.paused_until = Some(until);
+        let epoch = n.epoch;
+        self.schedule(until, Dest::Node(i, epoch), Input::Resume);
+    }
+
+    /// Splits the network: nodes in different groups cannot talk; unlisted nodes form group 0.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        for n in &mut self.nodes {
+            n.group = 0;
+        }
+        for (g, members) in groups.iter().enumerate() {
+            for &i in members.iter() {
+                if let Some(n) = self.nodes.get_mut(i) {
+                    n.group = u32::try_from(g + 1).unwrap_or(u32::MAX);
+                }
+            }
+        }
+    }
+
+    /// Heals every partition.
+    pub fn heal(&mut self) {
+        for n in &mut self.nodes {
+            n.group = 0;
+        }
+    }
+
+    /// Drops each datagram arriving at node `i` with probability `p` (0 restores it).
+    pub fn set_inbound_loss(&mut self, i: usize, p: f64) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.inbound_loss = p;
+        }
+    }
+
+    /// Runs until virtual time `until`, passing every membership event to `on_event`.
+    pub fn run_until(&mut self, until: Duration, mut on_event: impl FnMut(&SimEvent)) {
+        while self.queue.peek().is_some_and(|s| s.at <= until) {
+            let Some(item) = self.queue.pop() else {
+                break;
+            };
+            self.now = self.now.max(item.at);
+            self.stats.steps += 1;
+            self.dispatch(item);
+            for e in self.events.drain(..) {
+                on_event(&e);
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `d` more virtual time.
+    pub fn run_for(&mut self, d: Duration, on_event: impl FnMut(&SimEvent)) {
+        self.run_until(self.now + d, on_event);
+    }
+
+    // ---- internals ----
+
+    fn spawn(&mut self, name: String, reuse: Option<(usize, Option<SocketAddr>)>) -> usize {
+        let addr = match reuse.and_then(|(_, a)| a) {
+            Some(a) => a,
+            None => {
+                self.next_addr += 1;
+                let id = self.next_addr;
+                let ip = Ipv4Addr::new(10, (id >> 16) as u8, (id >> 8) as u8, id as u8);
+                SocketAddr::new(ip.into(), PORT)
+            }
+        };
+        let identity = Identity {
+            name: name.clone(),
+            addr,
+            meta: NodeMeta::default(),
+        };
+        let core = Swim::new(
+            self.config.clone(),
+            identity,
+            self.rng.random(),
+            self.instant(self.now),
+        );
+        let i = match reuse {
+            Some((i, _)) => {
+                if let Some(n) = self.nodes.get_mut(i) {
+                    if n.addr != addr {
+                        self.by_addr.remove(&n.addr);
+                    }
+                    n.addr = addr;
+                    n.core = Some(core);
+                    n.epoch += 1;
+                }
+                // The new process has no memory: forget what its old life saw.
+                self.incarnations.retain(|(node, _), _| *node != i);
+                i
+            }
+            None => {
+                self.nodes.push(SimNode {
+                    name,
+                    addr,
+                    core: Some(core),
+                    epoch: 0,
+                    paused_until: None,
+                    backlog: Vec::new(),
+                    wake_at: None,
+                    inbound_loss: 0.0,
+                    group: 0,
+                });
+                self.nodes.len() - 1
+            }
+        };
+        self.by_addr.insert(addr, i);
+        i
+    }
+
+    fn join(&mut self, i: usize, seed: usize) {
+        let Some(seed_addr) = self.nodes.get(seed).map(|n| n.addr) else {
+            return;
+        };
+        self.dispatch_to(i, Input::JoinRetry { seed: seed_addr });
+    }
+
+    fn schedule(&mut self, at: Duration, dest: Dest, input: Input) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            dest,
+            input,
+        });
+    }
+
+    fn latency(&mut self) -> Duration {
+        let jitter = u64::try_from(self.net.jitter.as_nanos()).unwrap_or(0);
+        let extra = if jitter > 0 {
+            self.rng.random_range(0..jitter)
+        } else {
+            0
+        };
+        self.net.latency + Duration::from_nanos(extra)
+    }
+
+    fn dispatch(&mut self, item: Scheduled) {
+        let i = match item.dest {
+            Dest::Addr(addr) => match self.by_addr.get(&addr) {
+                Some(&i) => i,
+                None => return,
+            },
+            Dest::Node(i, epoch) => {
+                if self.nodes.get(i).map(|n| n.epoch) != Some(epoch) {
+                    return;
+                }
+                i
+            }
+        };
+        if let Input::Datagram { .. } = item.input {
+            let loss = self.nodes.get(i).map_or(1.0, |n| n.inbound_loss);
+            if loss > 0.0 && self.rng.random_bool(loss.min(1.0)) {
+                self.stats.datagrams_lost += 1;
+                return;
+            }
+        }
+        if let Input::Wake = item.input {
+            let Some(n) = self.nodes.get_mut(i) else {
+                return;
+            };
+            if n.wake_at != Some(item.at) {
+                return; // superseded by a later re-arm
+            }
+            n.wake_at = None;
+        }
+        self.dispatch_to(i, item.input);
+    }
+
+    fn dispatch_to(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if n.core.is_none() {
+            return;
+        }
+        if let Input::Resume = input {
+            n.paused_until = None;
+            let backlog = std::mem::take(&mut n.backlog);
+            for input in backlog {
+                self.process(i, input);
+            }
+            self.process(i, Input::Wake);
+            return;
+        }
+        if n.paused_until.is_some_and(|t| t > now) {
+            if !matches!(input, Input::Wake) {
+                n.backlog.push(input);
+            }
+            return;
+        }
+        self.process(i, input);
+    }
+
+    fn process(&mut self, i: usize, input: Input) {
+        let now = self.instant(self.now);
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        let epoch = node.epoch;
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        match input {
+            Input::Datagram { from, payload } => core.handle_datagram(now, from, &payload),
+            Input::PushPullRequest {
+                from,
+                from_epoch,
+                payload,
+            } => {
+                if core.handle_push_pull(now, &payload).is_ok() {
+                    let reply = core.push_pull_payload();
+                    let at = self.now + self.net.latency;
+                    self.schedule(
+                        at,
+                        Dest::Node(from, from_epoch),
+                        Input::PushPullReply { payload: reply },
+                    );
+                }
+            }
+            Input::PushPullReply { payload } => {
+                if core.handle_push_pull(now, &payload).is_ok() {
+                    self.stats.push_pulls += 1;
+                }
+            }
+            Input::Wake | Input::Resume => core.handle_timeout(now),
+            Input::JoinRetry { seed } => {
+                if core.local().state != MemberState::Init {
+                    return;
+                }
+                let payload = core.push_pull_payload();
+                self.send_push_pull(i, epoch, seed, payload);
+                self.schedule(
+                    self.now + JOIN_RETRY,
+                    Dest::Node(i, epoch),
+                    Input::JoinRetry { seed },
+                );
+            }
+        }
+        self.drain(i);
+    }
+
+    fn send_push_pull(&mut self, from: usize, from_epoch: u32, to: SocketAddr, payload: Vec<u8>) {
+        if !self.can_talk(from, to) {
+            return;
+        }
+        let at = self.now + self.net.latency;
+        self.schedule(
+            at,
+            Dest::Addr(to),
+            Input::PushPullRequest {
+                from,
+                from_epoch,
+                payload,
+            },
+        );
+    }
+
+    fn can_talk(&self, from: usize, to: SocketAddr) -> bool {
+        let from_group = self.nodes.get(from).map(|n| n.group);
+        let to_group = self
+            .by_addr
+            .get(&to)
+            .and_then(|&j| self.nodes.get(j))
+            .map(|n| n.group);
+        from_group.is_some() && from_group == to_group
+    }
+
+    /// Collects a node's outputs after an input: datagrams, push-pull requests, events, timer.
+    fn drain(&mut self, i: usize) {
+        let mut sends = Vec::new();
+        let mut pulls = Vec::new();
+        let mut events = Vec::new();
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        let epoch = node.epoch;
+        let from = node.addr;
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        while let Some(t) = core.poll_transmit() {
+            sends.push(t);
+        }
+        while let Some(addr) = core.poll_push_pull() {
+            pulls.push(addr);
+        }
+        while let Some(e) = core.poll_event() {
+            events.push(e);
+        }
+        let payload = (!pulls.is_empty()).then(|| core.push_pull_payload());
+        let deadline = core
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(self.base).max(self.now));
+        if let Some(d) = deadline {
+            if node.wake_at != Some(d) {
+                node.wake_at = Some(d);
+                self.schedule(d, Dest::Node(i, epoch), Input::Wake);
+            }
+        }
+        for t in sends {
+            self.stats.datagrams_sent += 1;
+            self.stats.bytes_sent += t.payload.len() as u64;
+            if !self.can_talk(i, t.dst)
+                || (self.net.loss > 0.0 && self.rng.random_bool(self.net.loss.min(1.0)))
+            {
+                self.stats.datagrams_lost += 1;
+                continue;
+            }
+            let at = self.now + self.latency();
+            self.schedule(
+                at,
+                Dest::Addr(t.dst),
+                Input::Datagram {
+                    from,
+                    payload: t.payload,
+                },
+            );
+        }
+        if let Some(payload) = payload {
+            for addr in pulls {
+                self.send_push_pull(i, epoch, addr, payload.clone());
+            }
+        }
+        for event in events {
+            self.check(i, &event);
+            self.events.push(SimEvent {
+                at: self.now,
+                node: i,
+                event,
+            });
+        }
+    }
+
+    /// Panics when an event breaks an invariant.
+    fn check(&mut self, i: usize, event: &Event) {
+        match event {
+            Event::Changed { member, .. } => {
+                assert!(
+                    !(member.is_local && member.state == MemberState::Down),
+                    "t={:?}: running node {} believes itself DOWN",
+                    self.now,
+                    member.name
+                );
+                if self.check_incarnations {
+                    let key = (i, member.name.clone());
+                    let last = self
+                        .incarnations
+                        .insert(key, member.incarnation)
+                        .unwrap_or(0);
+                    assert!(
+                        member.incarnation >= last,
+                        "t={:?}: node {} saw {}'s incarnation drop {} → {}",
+                        self.now,
+                        self.name(i),
+                        member.name,
+                        last,
+                        member.incarnation
+                    );
+                }
+            }
+            Event::Reaped { name } => {
+                self.incarnations.remove(&(i, name.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Dissemination queue: at most one pending update per member, sent least-transmitted first
+//! (newest first among equals), each up to a retransmit limit, packed into a byte budget.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+
+use prost::Message;
+
+use super::codec::update_field_len;
+use crate::wire;
+
+/// Stop scanning for a smaller update once this many did not fit (keeps a fill O(budget)).
+const MAX_SKIPPED: usize = 32;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    update: wire::MemberUpdate,
+    /// Bytes the update adds to an envelope (tag and length prefix included).
+    field_len: usize,
+    transmits: u32,
+    id: u64,
+}
+
+/// Sort key: fewest transmits first, then the newest.
+type Key = (u32, Reverse<u64>, String);
+
+/// Pending updates, keyed by member name.
+#[derive(Clone, Debug, Default)]
+pub struct BroadcastQueue {
+    entries: HashMap<String, Entry>,
+    order: BTreeSet<Key>,
+    next_id: u64,
+}
+
+impl BroadcastQueue {
+    /// Queues `update`, replacing any pending update about the same member.
+    pub fn push(&mut self, update: wire::MemberUpdate) {
+        self.remove(&update.name);
+        self.next_id += 1;
+        let entry = Entry {
+            field_len: update_field_len(update.encoded_len()),
+            update,
+            transmits: 0,
+            id: self.next_id,
+        };
+        self.order
+            .insert((0, Reverse(entry.id), entry.update.name.clone()));
+        self.entries.insert(entry.update.name.clone(), entry);
+    }
+
+    /// Drops the pending update about `name`, if any.
+    pub fn remove(&mut self, name: &str) {
+        if let Some(old) = self.entries.remove(name) {
+            self.order
+                .remove(&(old.transmits, Reverse(old.id), old.update.name));
+        }
+    }
+
+    /// Pending updates.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The pending update about `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&wire::MemberUpdate> {
+        self.entries.get(name).map(|e| &e.update)
+    }
+
+    /// Takes updates whose fields fit in `budget` bytes: the one about `first` (buddy system)
+    /// if pending, then least-transmitted first. Each taken update counts one transmission and
+    /// leaves the queue once sent `limit` times.
+    pub fn fill(
+        &mut self,
+        budget: usize,
+        first: Option<&str>,
+        limit: u32,
+    ) -> Vec<wire::MemberUpdate> {
+        let mut picked: Vec<Key> = Vec::new();
+        let mut left = budget;
+        if let Some(entry) = first.and_then(|name| self.entries.get(name)) {
+            if entry.field_len <= left {
+                left -= entry.field_len;
+                picked.push((
+                    entry.transmits,
+                    Reverse(entry.id),
+                    entry.update.name.clone(),
+                ));
+            }
+        }
+        let mut skipped = 0;
+        for key in &self.order {
+            if skipped >= MAX_SKIPPED || left == 0 {
+                break;
+            }
+            if Some(key.2.as_str()) == first {
+                continue;
+            }
+            let Some(entry) = self.entries.get(&key.2) else {
+                continue;
+            };
+            if entry.field_len <= left {
+                left -= entry.field_len;
+                picked.push(key.clone());
+            } else {
+                skipped += 1;
+            }
+        }
+        let mut out = Vec::with_capacity(picked.len());
+        for key in picked {
+            self.order.remove(&key);
+            let Some(entry) = self.entries.get_mut(&key.2) else {
+                continue;
+            };
+            entry.transmits += 1;
+            out.push(entry.update.clone());
+            if entry.transmits >= limit {
+                self.entries.remove(&key.2);
+            } else {
+                self.order.insert((entry.transmits, key.1, key.2));
+            }
+        }
+        out
+    }
+}
+
+/// Times each update is sent in a cluster of `n`: retransmit_mult × ceil(log10(n + 1)).
+pub fn retransmit_limit(retransmit_mult: u32, n: usize) -> u32 {
+    let scale = ((n as f64) + 1.0).log10().ceil().max(1.0);
+    retransmit_mult.saturating_mul(scale as u32).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(name: &str, inc: u64) -> wire::MemberUpdate {
+        wire::MemberUpdate {
+            name: name.into(),
+            address: "10.0.0.1:39527".into(),
+            incarnation: inc,
+            state: wire::MemberState::Alive as i32,
+            meta: None,
+            accuser: String::new(),
+        }
+    }
+
+    fn names(v: &[wire::MemberUpdate]) -> Vec<&str> {
+        v.iter().map(|u| u.name.as_str()).collect()
+    }
+
+    fn field(name: &str) -> usize {
+        update_field_len(update(name, 1).encoded_len())
+    }
+
+    #[test]
+    fn retransmit_limit_table() {
+        let cases = [
+            (4, 0, 4),
+            (4, 1, 4),
+            (4, 9, 4),
+            (4, 10, 8),
+            (4, 99, 8),
+            (4, 100, 12),
+            (4, 10_000, 20),
+            (0, 5, 1),
+        ];
+        for (mult, n, want) in cases {
+            assert_eq!(retransmit_limit(mult, n), want, "mult {mult} n {n}");
+        }
+    }
+
+    #[test]
+    fn newer_update_replaces_pending_one() {
+        let mut q = BroadcastQueue::default();
+        q.push(update("a", 1));
+        q.push(update("a", 2));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.get("a").map(|u| u.incarnation), Some(2));
+    }
+
+    #[test]
+    fn least_sent_then_newest_first() {
+        let mut q = BroadcastQueue::default();
+        q.push(update("a", 1));
+        q.push(update("b", 1));
+        // One slot: newest ("b") goes first, then "a" (fewer transmits), then "b" again.
+        let one = field("a");
+        let sent: Vec<_> = (0..3)
+            .map(|_| names(&q.fill(one, None, 10)).join(","))
+            .collect();
+        assert_eq!(sent, ["b", "a", "b"]);
+    }
+
+    #[test]
+    fn dropped_after_limit() {
+        let mut q = BroadcastQueue::default();
+        q.push(update("a", 1));
+        for round in 0..3 {
+            assert_eq!(names(&q.fill(1000, None, 3)), ["a"], "round {round}");
+        }
+        assert!(q.is_empty());
+        assert!(q.fill(1000, None, 3).is_empty());
+    }
+
+    #[test]
+    fn fill_respects_budget_table() {
+        let f = field("a");
+        // (budget, expected count out of 5 queued)
+        let cases = [(0, 0), (f - 1, 0), (f, 1), (3 * f + 1, 3), (100 * f, 5)];
+        for (budget, want) in cases {
+            let mut q = BroadcastQueue::default();
+            for name in ["a", "b", "c", "d", "e"] {
+                q.push(update(name, 1));
+            }
+            assert_eq!(q.fill(budget, None, 10).len(), want, "budget {budget}");
+        }
+    }
+
+    #[test]
+    fn buddy_goes_first() {
+        let mut q = BroadcastQueue::default();
+        q.push(update("x", 1));
+        q.fill(1000, None, 10); // x now has one transmit more than the others
+        q.push(update("y", 1));
+        q.push(update("z", 1));
+        let got = q.fill(field("x"), Some("x"), 10);
+        assert_eq!(names(&got), ["x"]);
+        let got = q.fill(1000, Some("x"), 10);
+        assert_eq!(names(&got), ["x", "z", "y"]);
+    }
+}

@@ -1,0 +1,328 @@
+//! The member table: dense storage with a name index, per-state counts kept incrementally,
+//! a shuffled round-robin probe order and random selection, all without O(N) scans per message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::state::{is_reachable, Update};
+use super::suspicion::Suspicion;
+use super::{MemberState, MemberView, NodeMeta};
+
+/// Everything the core knows about one member.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Member name (identity).
+    pub name: String,
+    /// Its SWIM/QUIC address.
+    pub addr: SocketAddr,
+    /// Current state.
+    pub state: MemberState,
+    /// Current incarnation.
+    pub incarnation: u64,
+    /// Region, zone, tags.
+    pub meta: NodeMeta,
+    /// When its state last changed here.
+    pub since: Instant,
+    /// The running suspicion while SUSPECTED.
+    pub suspicion: Option<Suspicion>,
+    /// True for this node's own entry.
+    pub is_local: bool,
+}
+
+impl Member {
+    /// A copy for callers outside the core.
+    pub fn view(&self) -> MemberView {
+        MemberView {
+            name: self.name.clone(),
+            addr: self.addr,
+            state: self.state,
+            incarnation: self.incarnation,
+            meta: self.meta.clone(),
+            since: self.since,
+            is_local: self.is_local,
+        }
+    }
+
+    /// The fact this entry states, as gossiped.
+    pub fn to_update(&self) -> Update {
+        Update {
+            name: self.name.clone(),
+            addr: self.addr,
+            incarnation: self.incarnation,
+            state: self.state,
+            meta: self.meta.clone(),
+            accuser: self
+                .suspicion
+                .as_ref()
+                .map(|s| s.first_accuser().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// How many random draws per wanted member before falling back to a scan.
+const SAMPLE_TRIES_PER_PICK: usize = 8;
+
+/// The member table, this node included.
+#[derive(Clone, Debug)]
+pub struct Members {
+    list: Vec<Member>,
+    index: HashMap<String, usize>,
+    counts: [usize; 5],
+    local_name: String,
+    probe_order: Vec<String>,
+    probe_cursor: usize,
+}
+
+impl Members {
+    /// A table holding only this node.
+    pub fn new(local: Member) -> Self {
+        let mut members = Members {
+            list: Vec::new(),
+            index: HashMap::new(),
+            counts: [0; 5],
+            local_name: local.name.clone(),
+            probe_order: Vec::new(),
+            probe_cursor: 0,
+        };
+        members.counts[local.state as usize] += 1;
+        members.index.insert(local.name.clone(), 0);
+        members.list.push(local);
+        members
+    }
+
+    /// This node's entry.
+    pub fn local(&self) -> &Member {
+        // The local entry is never removed, so the lookup always succeeds.
+        self.get(&self.local_name)
+            .or_else(|| self.list.first())
+            .unwrap_or_else(|| unreachable!("the local member is never removed"))
+    }
+
+    /// Looks a member up by name.
+    pub fn get(&self, name: &str) -> Option<&Member> {
+        self.index.get(name).and_then(|&i| self.list.get(i))
+    }
+
+    /// Changes a member in place, keeping the per-state counts right. None if unknown.
+    pub fn update<R>(&mut self, name: &str, f: impl FnOnce(&mut Member) -> R) -> Option<R> {
+        let &i = self.index.get(name)?;
+        let member = self.list.get_mut(i)?;
+        self.counts[member.state as usize] -= 1;
+        let out = f(member);
+        self.counts[member.state as usize] += 1;
+        Some(out)
+    }
+
+    /// Adds a new member (inserted at a random place in the rest of this probe round).
+    pub fn insert(&mut self, member: Member, rng: &mut StdRng) {
+        if self.index.contains_key(&member.name) {
+            return;
+        }
+        self.counts[member.state as usize] += 1;
+        self.index.insert(member.name.clone(), self.list.len());
+        if !member.is_local {
+            self.probe_order.push(member.name.clone());
+            let last = self.probe_order.len() - 1;
+            let at = rng.random_range(self.probe_cursor.min(last)..=last);
+            self.probe_order.swap(at, last);
+        }
+        self.list.push(member);
+    }
+
+    /// Forgets a member (never the local one).
+    pub fn remove(&mut self, name: &str) -> Option<Member> {
+        if name == self.local_name {
+            return None;
+        }
+        let i = self.index.remove(name)?;
+        let member = self.list.swap_remove(i);
+        if let Some(moved) = self.list.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
+        self.counts[member.state as usize] -= 1;
+        Some(member)
+    }
+
+    /// All members, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.list.iter()
+    }
+
+    /// Number of members, this node included.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Never true: the table always holds this node.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Members in `state`.
+    pub fn count(&self, state: MemberState) -> usize {
+        self.counts[state as usize]
+    }
+
+    /// Members that still count (not DOWN or LEAVING), this node included: N in the formulas.
+    pub fn live_count(&self) -> usize {
+        self.len() - self.count(MemberState::Down) - self.count(MemberState::Leaving)
+    }
+
+    /// Next member to probe: shuffled round-robin over other ALIVE/SUSPECTED members,
+    /// reshuffled each time a round is exhausted.
+    pub fn next_probe_target(&mut self, rng: &mut StdRng) -> Option<&Member> {
+        for _ in 0..2 {
+            while let Some(name) = self.probe_order.get(self.probe_cursor) {
+                self.probe_cursor += 1;
+                let Some(&i) = self.index.get(name) else {
+                    continue;
+                };
+                if self
+                    .list
+                    .get(i)
+                    .is_some_and(|m| !m.is_local && is_reachable(m.state))
+                {
+                    return self.list.get(i);
+                }
+            }
+            self.probe_order = self
+                .list
+                .iter()
+                .filter(|m| !m.is_local && is_reachable(m.state))
+                .map(|m| m.name.clone())
+                .collect();
+            self.probe_order.shuffle(rng);
+            self.probe_cursor = 0;
+        }
+        None
+    }
+
+    /// Up to `k` distinct random members (never this node) for which `pred` holds.
+    pub fn sample(
+        &self,
+        rng: &mut StdRng,
+        k: usize,
+        pred: impl Fn(&Member) -> bool,
+    ) -> Vec<&Member> {
+        let n = self.list.len();
+        let ok = |i: usize| self.list.get(i).is_some_and(|m| !m.is_local && pred(m));
+        let mut picked: Vec<usize> = Vec::with_capacity(k);
+        if k == 0 || n <= 1 {
+            return Vec::new();
+        }
+        for _ in 0..k * SAMPLE_TRIES_PER_PICK {
+            if picked.len() == k {
+                break;
+            }
+            let i = rng.random_range(0..n);
+            if !picked.contains(&i) && ok(i) {
+                picked.push(i);
+            }
+        }
+        if picked.len() < k {
+            // Few candidates (small cluster, mostly-dead table): scan to find them all.
+            let mut rest: Vec<usize> = (0..n).filter(|&i| !picked.contains(&i) && ok(i)).collect();
+            rest.shuffle(rng);
+            picked.extend(rest.into_iter().take(k - picked.len()));
+        }
+        picked
+            .into_iter()
+            .filter_map(|i| self.list.get(i))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::collections::HashSet;
+
+    fn member(name: &str, state: MemberState, local: bool) -> Member {
+        Member {
+            name: name.into(),
+            addr: "10.0.0.1:1".parse().unwrap(),
+            state,
+            incarnation: 1,
+            meta: NodeMeta::default(),
+            since: Instant::now(),
+            suspicion: None,
+            is_local: local,
+        }
+    }
+
+    fn table(states: &[MemberState]) -> (Members, StdRng) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut m = Members::new(member("self", MemberState::Alive, true));
+        for (i, s) in states.iter().enumerate() {
+            m.insert(member(&format!("m{i}"), *s, false), &mut rng);
+        }
+        (m, rng)
+    }
+
+    #[test]
+    fn counts_follow_insert_update_remove() {
+        use MemberState::*;
+        let (mut m, _) = table(&[Alive, Alive, Down, Leaving, Suspected]);
+        assert_eq!((m.len(), m.live_count(), m.count(Alive)), (6, 4, 3));
+        m.update("m0", |x| x.state = Down);
+        assert_eq!((m.live_count(), m.count(Down)), (3, 2));
+        assert!(m.remove("m2").is_some());
+        assert!(m.remove("self").is_none());
+        assert_eq!(
+            (m.len(), m.count(Down), m.local().name.as_str()),
+            (5, 1, "self")
+        );
+        assert!(m.get("m4").is_some(), "index fixed after swap_remove");
+    }
+
+    #[test]
+    fn probe_order_visits_each_reachable_member_once_per_round() {
+        use MemberState::*;
+        let (mut m, mut rng) = table(&[Alive, Suspected, Down, Leaving, Alive]);
+        for round in 0..3 {
+            let seen: HashSet<String> = (0..3)
+                .map(|_| {
+                    m.next_probe_target(&mut rng)
+                        .map(|x| x.name.clone())
+                        .unwrap()
+                })
+                .collect();
+            let want: HashSet<String> = ["m0", "m1", "m4"].iter().map(|s| s.to_string()).collect();
+            assert_eq!(seen, want, "round {round}");
+        }
+    }
+
+    #[test]
+    fn probe_order_empty_when_alone() {
+        let (mut m, mut rng) = table(&[MemberState::Down]);
+        assert!(m.next_probe_target(&mut rng).is_none());
+    }
+
+    #[test]
+    fn sample_table() {
+        use MemberState::*;
+        // (states of others, k, expected picks)
+        let cases: [(&[MemberState], usize, usize); 5] = [
+            (&[], 3, 0),
+            (&[Alive], 3, 1),
+            (&[Alive, Down, Alive], 3, 2),
+            (&[Alive; 10], 3, 3),
+            (&[Alive; 10], 0, 0),
+        ];
+        for (states, k, want) in cases {
+            let (m, mut rng) = table(states);
+            let got = m.sample(&mut rng, k, |x| x.state == Alive);
+            let distinct: HashSet<&str> = got.iter().map(|x| x.name.as_str()).collect();
+            assert_eq!(got.len(), want, "{states:?} k {k}");
+            assert_eq!(distinct.len(), want);
+            assert!(got.iter().all(|x| !x.is_local && x.state == Alive));
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Inputs from peers: datagrams (probe messages plus piggybacked facts) and the merge rule that
+//! every fact goes through, including refutation of facts about ourselves.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::Swim;
+use crate::swim::codec::{self, Body};
+use crate::swim::members::Member;
+use crate::swim::probe::{AckKind, Served};
+use crate::swim::state::{precedence, Precedence, Update};
+use crate::swim::suspicion::{self, Confirmation, Suspicion};
+use crate::swim::timers::Deadline;
+use crate::swim::{ChangeReason, DropReason, MemberState};
+
+impl Swim {
+    /// Processes one received SWIM datagram (header byte included). Bad input is dropped and
+    /// counted in [`crate::swim::Stats::dropped`], never a panic.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let datagram = match codec::decode_datagram(data) {
+            Ok(d) => d,
+            Err(reason) => return self.count_drop(reason),
+        };
+        if let Some(Body::Ping { target, .. }) = &datagram.body {
+            if !target.is_empty() && *target != self.local_name {
+                // Sent to an address that now belongs to someone else: do not answer for them.
+                return self.count_drop(DropReason::NotForUs);
+            }
+        }
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += data.len() as u64;
+        let sender = datagram.sender;
+        for update in datagram.updates {
+            let reason = ChangeReason::Gossip {
+                from: sender.clone(),
+            };
+            self.apply(now, update, reason, true);
+        }
+        match datagram.body {
+            None => {}
+            Some(Body::Ping { seq, .. }) => {
+                self.send(from, Some(&sender), Some(Body::Ack { seq }), None);
+            }
+            Some(Body::Ack { seq }) => self.on_ack(seq, &sender),
+            Some(Body::Nack { seq }) => self.on_nack(seq),
+            Some(Body::PingReq {
+                seq,
+                target,
+                target_addr,
+            }) => self.on_ping_req(now, from, seq, target, target_addr),
+        }
+    }
+
+    fn on_ack(&mut self, seq: u32, sender: &str) {
+        if let Some(round) = self.round.as_mut().filter(|r| r.seq == seq) {
+            if round.acked.is_some() {
+                return;
+            }
+            let kind = if sender == round.target {
+                AckKind::Direct
+            } else {
+                AckKind::Indirect
+            };
+            round.acked = Some(kind);
+            match kind {
+                AckKind::Direct => self.stats.probes_acked += 1,
+                AckKind::Indirect => self.stats.probes_indirect_acked += 1,
+            }
+            self.awareness.apply(crate::swim::probe::round_delta(true));
+            self.timers.stop(crate::swim::timers::Timer::ProbeTimeout);
+            return;
+        }
+        if let Some(served) = self.served.take(seq) {
+            let body = Body::Ack {
+                seq: served.requester_seq,
+            };
+            self.send(served.requester, None, Some(body), None);
+        }
+        // Any other ack is late or unknown: nothing to do.
+    }
+
+    fn on_nack(&mut self, seq: u32) {
+        if let Some(round) = self.round.as_mut().filter(|r| r.seq == seq) {
+            round.nacks += 1;
+        } else if let Some(watch) = self.nack_watch.as_mut().filter(|w| w.seq == seq) {
+            watch.received += 1;
+        }
+    }
+
+    fn on_ping_req(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        seq: u32,
+        target: String,
+        target_addr: SocketAddr,
+    ) {
+        let our_seq = self.seqs.next_seq();
+        self.served.insert(
+            our_seq,
+            Served {
+                requester: from,
+                requester_seq: seq,
+            },
+        );
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        self.deadlines
+            .push(now + timeout, Deadline::IndirectProbe(our_seq));
+        let body = Body::Ping {
+            seq: our_seq,
+            target: target.clone(),
+        };
+        self.send(target_addr, Some(&target), Some(body), Some(&target));
+    }
+
+    /// Merges one fact with the precedence rules. Accepted changes become events and, when
+    /// `gossip`, are queued for re-broadcast. Returns true when something changed.
+    pub(super) fn apply(
+        &mut self,
+        now: Instant,
+        u: Update,
+        reason: ChangeReason,
+        gossip: bool,
+    ) -> bool {
+        if u.name == self.local_name {
+            return self.apply_about_self(u);
+        }
+        let Some(held) = self.members.get(&u.name) else {
+            return self.add_member(now, u, reason, gossip);
+        };
+        match precedence((held.incarnation, held.state), (u.incarnation, u.state)) {
+            Precedence::Older => false,
+            Precedence::Same => {
+                if u.state == MemberState::Suspected {
+                    self.confirm_suspicion(&u, gossip)
+                } else {
+                    false
+                }
+            }
+            Precedence::Newer => {
+                self.replace_member(now, u, reason, gossip);
+                true
+            }
+        }
+    }
+
+    fn add_member(&mut self, now: Instant, u: Update, reason: ChangeReason, gossip: bool) -> bool {
+        let member = Member {
+            name: u.name.clone(),
+            addr: u.addr,
+            state: u.state,
+            incarnation: u.incarnation,
+            meta: u.meta.clone(),
+            since: now,
+            suspicion: None,
+            is_local: false,
+        };
+        self.members.insert(member, &mut self.rng);
+        self.enter_state(now, &u);
+        self.push_event(&u.name, None, reason);
+        if gossip {
+            self.broadcast(&u);
+        }
+        true
+    }
+
+    fn replace_member(&mut self, now: Instant, u: Update, reason: ChangeReason, gossip: bool) {
+        let Some(prev) = self.members.update(&u.name, |m| {
+            let prev = m.state;
+            // ALIVE at a newer incarnation may come from a new address (restarted pod) with new
+            // meta; DOWN and LEAVING entries may move too. A suspicion says nothing about either.
+            match u.state {
+                MemberState::Alive => {
+                    m.addr = u.addr;
+                    m.meta = u.meta.clone();
+                }
+                MemberState::Down | MemberState::Leaving => m.addr = u.addr,
+                _ => {}
+            }
+            if prev != u.state {
+                m.since = now;
+            }
+            m.state = u.state;
+            m.incarnation = u.incarnation;
+            m.suspicion = None;
+            prev
+        }) else {
+            return;
+        };
+        // Suspected again at a newer incarnation also needs a fresh suspicion.
+        if prev != u.state || u.state == MemberState::Suspected {
+            self.enter_state(now, &u);
+        }
+        self.push_event(&u.name, Some(prev), reason);
+        if gossip {
+            let current = self.members.get(&u.name).map(Member::to_update);
+            if let Some(current) = current {
+                self.broadcast(&current);
+            }
+        }
+    }
+
+    /// Starts what a member's new state needs: a suspicion timer or a reap deadline.
+    fn enter_state(&mut self, now: Instant, u: &Update) {
+        match u.state {
+            MemberState::Suspected => {
+                let n = self.members.live_count();
+                let (min, max) = suspicion::bounds(&self.config, n);
+                let k = suspicion::expected_confirmations(self.config.indirect_checks, n);
+                let accuser = if u.accuser.is_empty() {
+                    "?"
+                } else {
+                    u.accuser.as_str()
+                };
+                let s = Suspicion::new(now, accuser, min, max, k);
+                self.deadlines
+                    .push(s.deadline(), Deadline::Suspicion(u.name.clone()));
+                self.members.update(&u.name, |m| m.suspicion = Some(s));
+            }
+            MemberState::Down | MemberState::Leaving => {
+                self.deadlines
+                    .push(now + self.config.retention, Deadline::Reap(u.name.clone()));
+            }
+            MemberState::Alive | MemberState::Init => {}
+        }
+    }
+
+    /// A SUSPECTED fact at the incarnation we already suspect: maybe a new confirmation.
+    fn confirm_suspicion(&mut self, u: &Update, gossip: bool) -> bool {
+        let outcome = self
+            .members
+            .update(&u.name, |m| match m.suspicion.as_mut() {
+                Some(s) if !u.accuser.is_empty() => s.confirm(&u.accuser),
+                _ => Confirmation::Ignored,
+            });
+        match outcome {
+            Some(Confirmation::Accepted(deadline)) => {
+                self.deadlines
+                    .push(deadline, Deadline::Suspicion(u.name.clone()));
+                if gossip {
+                    // Pass the confirmation on so others shorten their timers too.
+                    self.broadcast(u);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A fact about ourselves: refute anything that would make others think we are not ALIVE
+    /// here, by outbidding its incarnation.
+    fn apply_about_self(&mut self, u: Update) -> bool {
+        let local = self.members.local();
+        if local.state == MemberState::Leaving {
+            return false;
+        }
+        let conflict = u.incarnation > local.incarnation
+            || (u.incarnation == local.incarnation
+                && (u.state != MemberState::Alive || u.addr != local.addr || u.meta != local.meta));
+        if !conflict {
+            return false;
+        }
+        let name = self.local_name.clone();
+        let Some(prev) = self.members.update(&name, |m| {
+            m.incarnation = u.incarnation.saturating_add(1);
+            m.state
+        }) else {
+            return false;
+        };
+        self.stats.refutations += 1;
+        if matches!(u.state, MemberState::Suspected | MemberState::Down) {
+            self.awareness.apply(1);
+        }
+        self.push_event(&name, Some(prev), ChangeReason::Refuted);
+        if prev != MemberState::Init {
+            // While INIT the ALIVE announcement follows when we join.
+            self.broadcast_local();
+        }
+        true
+    }
+}

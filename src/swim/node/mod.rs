@@ -1,0 +1,422 @@
+//! The [`Swim`] state machine: ties the member table, probing, suspicion, awareness and the
+//! broadcast queue together behind the driving contract documented on the `swim` module.
+//!
+//! Split by input: `inbound` handles datagrams and merges facts, `periodic` handles timers.
+
+mod inbound;
+mod periodic;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::awareness::Awareness;
+use super::broadcast::{retransmit_limit, BroadcastQueue};
+use super::codec::{self, Body};
+use super::members::{Member, Members};
+use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
+use super::state::{is_reachable, Update};
+use super::timers::{DeadlineQueue, Timer, TimerTable};
+use super::{
+    ChangeReason, Config, DropReason, Event, Identity, MemberState, MemberView, NodeMeta, Stats,
+    Transmit,
+};
+use crate::wire;
+
+/// The leave announcement still being spread.
+#[derive(Clone, Debug)]
+struct LeaveProgress {
+    /// Distinct members the LEAVING update was sent to.
+    told: HashSet<String>,
+    /// How many must be told before the process may exit.
+    needed: usize,
+}
+
+/// Fewest members a leave is announced to at once (if that many are alive).
+const LEAVE_FANOUT_MIN: usize = 3;
+
+/// The SWIM state machine for one node. See the module docs for the driving contract.
+#[derive(Debug)]
+pub struct Swim {
+    config: Config,
+    rng: StdRng,
+    local_name: String,
+    members: Members,
+    broadcasts: BroadcastQueue,
+    timers: TimerTable,
+    deadlines: DeadlineQueue,
+    awareness: Awareness,
+    seqs: SeqGen,
+    round: Option<ProbeRound>,
+    nack_watch: Option<NackWatch>,
+    served: IndirectProbes,
+    leave: Option<LeaveProgress>,
+    push_pull_ticks: u64,
+    transmits: VecDeque<Transmit>,
+    push_pulls: VecDeque<SocketAddr>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Swim {
+    /// Creates a node in state INIT, holding only itself. `rng_seed` seeds all randomness.
+    pub fn new(config: Config, identity: Identity, rng_seed: u64, now: Instant) -> Self {
+        let mut rng = StdRng::seed_from_u64(rng_seed);
+        let local = Member {
+            name: identity.name.clone(),
+            addr: identity.addr,
+            state: MemberState::Init,
+            incarnation: 1,
+            meta: identity.meta,
+            since: now,
+            suspicion: None,
+            is_local: true,
+        };
+        Swim {
+            awareness: Awareness::new(config.awareness_max_multiplier),
+            seqs: SeqGen::new(rng.random()),
+            config,
+            rng,
+            local_name: identity.name,
+            members: Members::new(local),
+            broadcasts: BroadcastQueue::default(),
+            timers: TimerTable::default(),
+            deadlines: DeadlineQueue::default(),
+            round: None,
+            nack_watch: None,
+            served: IndirectProbes::default(),
+            leave: None,
+            push_pull_ticks: 0,
+            transmits: VecDeque::new(),
+            push_pulls: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Starts as a cluster of one (no seeds given): INIT → ALIVE, probing begins.
+    pub fn start_alone(&mut self, now: Instant) {
+        self.become_alive(now);
+    }
+
+    /// Encodes this node's full member table as a `PushPull` message to send to a peer.
+    /// While INIT, the message is marked `join` and lists this node as ALIVE.
+    pub fn push_pull_payload(&self) -> Vec<u8> {
+        let joining = self.members.local().state == MemberState::Init;
+        let members = self
+            .members
+            .iter()
+            .map(|m| {
+                let mut u = m.to_update();
+                if m.is_local && joining {
+                    u.state = MemberState::Alive;
+                }
+                codec::update_to_wire(&u, true)
+            })
+            .collect();
+        codec::encode_push_pull(&wire::PushPull {
+            sender: self.local_name.clone(),
+            join: joining,
+            members,
+        })
+    }
+
+    /// Merges a peer's `PushPull` message. If this node is INIT, it is now joined (→ ALIVE) and
+    /// announces itself. Errors when the message is dropped (also counted in stats).
+    pub fn handle_push_pull(&mut self, now: Instant, data: &[u8]) -> Result<(), DropReason> {
+        let msg = match codec::decode_push_pull(data) {
+            Ok(msg) => msg,
+            Err(reason) => {
+                self.count_drop(reason);
+                return Err(reason);
+            }
+        };
+        self.stats.push_pulls += 1;
+        // A joiner's copy of the seed's table is news to nobody: merge it without re-gossip.
+        let gossip = self.members.local().state != MemberState::Init;
+        for update in msg.members {
+            self.apply(now, update, ChangeReason::PushPull, gossip);
+        }
+        self.become_alive(now);
+        Ok(())
+    }
+
+    /// Begins a graceful leave: this node → LEAVING, broadcast at once to several members.
+    pub fn leave(&mut self, now: Instant) {
+        let Some(prev) = self.set_local_state(now, MemberState::Leaving) else {
+            return;
+        };
+        self.push_event(
+            &self.local_name.clone(),
+            Some(prev),
+            ChangeReason::LocalLeave,
+        );
+        for timer in [
+            Timer::Probe,
+            Timer::ProbeTimeout,
+            Timer::NackCheck,
+            Timer::PushPull,
+        ] {
+            self.timers.stop(timer);
+        }
+        self.round = None;
+        // We are LEAVING now, so every live member is another one.
+        let others = self.members.live_count();
+        self.leave = Some(LeaveProgress {
+            told: HashSet::new(),
+            needed: others.min(LEAVE_FANOUT_MIN),
+        });
+        if prev == MemberState::Init {
+            return;
+        }
+        self.broadcast_local();
+        let fanout = self.config.gossip_nodes.max(LEAVE_FANOUT_MIN);
+        let targets = self.pick(fanout, |m| is_reachable(m.state));
+        for (name, addr) in targets {
+            self.send(addr, Some(&name), None, None);
+        }
+        if self.timers.get(Timer::Gossip).is_none() {
+            self.timers
+                .set(Timer::Gossip, now + self.config.gossip_interval);
+        }
+    }
+
+    /// True once the LEAVING announcement has been sent to enough members (or there are none),
+    /// so the process may exit.
+    pub fn leave_announced(&self) -> bool {
+        self.leave
+            .as_ref()
+            .is_some_and(|l| l.told.len() >= l.needed)
+    }
+
+    /// Replaces this node's metadata; bumps the incarnation and broadcasts ALIVE.
+    pub fn set_meta(&mut self, now: Instant, meta: NodeMeta) {
+        let _ = now;
+        let name = self.local_name.clone();
+        let prev = self.members.update(&name, |m| {
+            m.meta = meta;
+            m.incarnation = m.incarnation.saturating_add(1);
+            m.state
+        });
+        if let Some(prev) = prev {
+            self.push_event(&name, Some(prev), ChangeReason::MetaChanged);
+            if prev != MemberState::Init {
+                self.broadcast_local();
+            }
+        }
+    }
+
+    /// Next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += t.payload.len() as u64;
+        Some(t)
+    }
+
+    /// Next peer address the caller should run a full-state push-pull exchange with, if any.
+    pub fn poll_push_pull(&mut self) -> Option<SocketAddr> {
+        self.push_pulls.pop_front()
+    }
+
+    /// Next membership change, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Earliest deadline at which [`Swim::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.timers.next(), self.deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// This node's own entry.
+    pub fn local(&self) -> MemberView {
+        self.members.local().view()
+    }
+
+    /// Every known member including this node, sorted by name.
+    pub fn members(&self) -> Vec<MemberView> {
+        let mut out: Vec<MemberView> = self.members.iter().map(Member::view).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// One member by name, without copying the whole table.
+    pub fn member(&self, name: &str) -> Option<MemberView> {
+        self.members.get(name).map(Member::view)
+    }
+
+    /// Number of known members, this node and DOWN/LEAVING ones included.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Number of known members in `state`.
+    pub fn count_in_state(&self, state: MemberState) -> usize {
+        self.members.count(state)
+    }
+
+    /// Running counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Lifeguard local health score, 0 (healthy) up to `awareness_max_multiplier - 1`.
+    pub fn health_score(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    /// Updates waiting to be piggybacked (broadcast queue depth).
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    // ---- helpers shared by the submodules ----
+
+    /// INIT → ALIVE: announce ourselves and start the periodic timers. No-op otherwise.
+    fn become_alive(&mut self, now: Instant) {
+        if self.set_local_state(now, MemberState::Alive).is_none() {
+            return;
+        }
+        let name = self.local_name.clone();
+        self.push_event(&name, Some(MemberState::Init), ChangeReason::LocalStart);
+        self.broadcast_local();
+        // Random phases, so nodes started together do not probe and gossip in lockstep.
+        let probe = self.jitter(self.config.probe_interval);
+        let gossip = self.jitter(self.config.gossip_interval);
+        self.timers.set(Timer::Probe, now + probe);
+        self.timers.set(Timer::Gossip, now + gossip);
+        let push_pull = self.push_pull_interval();
+        self.timers.set(Timer::PushPull, now + push_pull);
+    }
+
+    /// Moves this node to `state` (only INIT → ALIVE and → LEAVING are allowed); returns the
+    /// previous state, or None when the move does not apply.
+    fn set_local_state(&mut self, now: Instant, state: MemberState) -> Option<MemberState> {
+        let name = self.local_name.clone();
+        let prev = self.members.local().state;
+        let allowed = match state {
+            MemberState::Alive => prev == MemberState::Init,
+            MemberState::Leaving => prev != MemberState::Leaving,
+            _ => false,
+        };
+        if !allowed {
+            return None;
+        }
+        self.members.update(&name, |m| {
+            m.state = state;
+            m.since = now;
+        });
+        Some(prev)
+    }
+
+    /// Queues this node's own current fact for gossip.
+    fn broadcast_local(&mut self) {
+        let update = self.members.local().to_update();
+        self.broadcast(&update);
+    }
+
+    /// Queues a fact for gossip; meta rides only on ALIVE facts.
+    fn broadcast(&mut self, update: &Update) {
+        let with_meta = update.state == MemberState::Alive;
+        self.broadcasts
+            .push(codec::update_to_wire(update, with_meta));
+    }
+
+    /// Builds one datagram to `dst`, fills it with pending updates (the one about `buddy`
+    /// first) and queues it. A body-less datagram with nothing to carry is not sent.
+    /// Returns the number of updates carried.
+    fn send(
+        &mut self,
+        dst: SocketAddr,
+        dst_name: Option<&str>,
+        body: Option<Body>,
+        buddy: Option<&str>,
+    ) -> usize {
+        let mut env = wire::Envelope {
+            sender: self.local_name.clone(),
+            body: body.map(codec::body_to_wire),
+            updates: Vec::new(),
+        };
+        let budget = self
+            .config
+            .max_datagram_size
+            .saturating_sub(1 + prost::Message::encoded_len(&env));
+        let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
+        env.updates = self.broadcasts.fill(budget, buddy, limit);
+        if env.body.is_none() && env.updates.is_empty() {
+            return 0;
+        }
+        if let (Some(leave), Some(dst_name)) = (self.leave.as_mut(), dst_name) {
+            let leaving = wire::MemberState::Leaving as i32;
+            if env
+                .updates
+                .iter()
+                .any(|u| u.name == self.local_name && u.state == leaving)
+            {
+                leave.told.insert(dst_name.to_owned());
+            }
+        }
+        let carried = env.updates.len();
+        self.transmits.push_back(Transmit {
+            dst,
+            payload: codec::encode_datagram(&env),
+        });
+        carried
+    }
+
+    /// Names and addresses of up to `k` random other members matching `pred`.
+    fn pick(&mut self, k: usize, pred: impl Fn(&Member) -> bool) -> Vec<(String, SocketAddr)> {
+        self.members
+            .sample(&mut self.rng, k, pred)
+            .into_iter()
+            .map(|m| (m.name.clone(), m.addr))
+            .collect()
+    }
+
+    /// Records a change of `name` (already applied) as an event.
+    fn push_event(&mut self, name: &str, previous: Option<MemberState>, reason: ChangeReason) {
+        if let Some(m) = self.members.get(name) {
+            self.events.push_back(Event::Changed {
+                member: m.view(),
+                previous,
+                reason,
+            });
+        }
+    }
+
+    /// Counts a dropped datagram or push-pull message.
+    fn count_drop(&mut self, reason: DropReason) {
+        *self.stats.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// A random duration in `[0, d)`, for desynchronizing periodic timers.
+    fn jitter(&mut self, d: Duration) -> Duration {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+        Duration::from_nanos(self.rng.random_range(0..nanos))
+    }
+
+    /// Push-pull interval scaled with N like memberlist: × (ceil(log2 N − log2 32) + 1) above 32.
+    fn push_pull_interval(&self) -> Duration {
+        push_pull_scale(self.config.push_pull_interval, self.members.live_count())
+    }
+}
+
+/// Scales the push-pull interval with the cluster size (memberlist's `pushPullScale`).
+pub fn push_pull_scale(interval: Duration, n: usize) -> Duration {
+    const THRESHOLD: usize = 32;
+    if n <= THRESHOLD {
+        return interval;
+    }
+    let mult = ((n as f64).log2() - (THRESHOLD as f64).log2()).ceil() + 1.0;
+    interval.mul_f64(mult)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Timer-driven work: probe rounds, ping-reqs, nack accounting, gossip ticks, push-pull ticks,
+//! suspicion expiry, reaping and indirect-probe timeouts.
+
+use std::time::{Duration, Instant};
+
+use super::Swim;
+use crate::swim::codec::Body;
+use crate::swim::probe::{missing_nacks_delta, round_delta, NackWatch, ProbeRound};
+use crate::swim::state::{is_reachable, Update};
+use crate::swim::timers::{Deadline, Timer};
+use crate::swim::{ChangeReason, Event, MemberState};
+
+/// Every this many push-pull ticks, a DOWN member is picked instead (if any), so two halves of a
+/// healed partition find each other again.
+const PUSH_PULL_DOWN_EVERY: u64 = 4;
+
+/// Smallest period a periodic timer is re-armed with, so a zero knob cannot spin forever.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+impl Swim {
+    /// Fires every timer whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        loop {
+            if let Some(timer) = self.timers.pop_expired(now) {
+                self.on_timer(now, timer);
+            } else if let Some(deadline) = self.deadlines.pop_due(now) {
+                self.on_deadline(now, deadline);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Probe => {
+                self.finish_round(now);
+                self.start_round(now);
+                let next = self
+                    .awareness
+                    .scale(self.config.probe_interval)
+                    .max(MIN_PERIOD);
+                self.timers.set(Timer::Probe, now + next);
+            }
+            Timer::ProbeTimeout => self.send_ping_reqs(),
+            Timer::NackCheck => self.check_nacks(),
+            Timer::Gossip => {
+                self.gossip(now);
+                let next = self.config.gossip_interval.max(MIN_PERIOD);
+                self.timers.set(Timer::Gossip, now + next);
+            }
+            Timer::PushPull => {
+                self.push_pull_tick();
+                let next = self.push_pull_interval().max(MIN_PERIOD);
+                self.timers.set(Timer::PushPull, now + next);
+            }
+        }
+    }
+
+    fn start_round(&mut self, now: Instant) {
+        if self.members.local().state != MemberState::Alive {
+            return;
+        }
+        let Some(target) = self.members.next_probe_target(&mut self.rng) else {
+            return;
+        };
+        let (name, addr, incarnation) = (target.name.clone(), target.addr, target.incarnation);
+        let seq = self.seqs.next_seq();
+        self.round = Some(ProbeRound {
+            seq,
+            target: name.clone(),
+            target_addr: addr,
+            incarnation,
+            indirect_sent: 0,
+            nacks: 0,
+            acked: None,
+        });
+        let body = Body::Ping {
+            seq,
+            target: name.clone(),
+        };
+        self.send(addr, Some(&name), Some(body), Some(&name));
+        let timeout = self.awareness.scale(self.config.probe_timeout);
+        self.timers.set(Timer::ProbeTimeout, now + timeout);
+    }
+
+    /// No direct ack in time: ask `indirect_checks` random ALIVE members to probe for us.
+    fn send_ping_reqs(&mut self) {
+        let Some(round) = self.round.as_ref().filter(|r| r.acked.is_none()) else {
+            return;
+        };
+        let (seq, target, target_addr) = (round.seq, round.target.clone(), round.target_addr);
+        let helpers = self.pick(self.config.indirect_checks, |m| {
+            m.state == MemberState::Alive && m.name != target
+        });
+        for (name, addr) in &helpers {
+            let body = Body::PingReq {
+                seq,
+                target: target.clone(),
+                target_addr,
+            };
+            self.send(*addr, Some(name), Some(body), None);
+        }
+        if let Some(round) = self.round.as_mut() {
+            round.indirect_sent = helpers.len();
+        }
+    }
+
+    /// Ends the current round: nothing to do if it was answered, else suspect the target.
+    fn finish_round(&mut self, now: Instant) {
+        self.timers.stop(Timer::ProbeTimeout);
+        let Some(round) = self.round.take() else {
+            return;
+        };
+        if round.acked.is_some() {
+            return;
+        }
+        self.stats.probes_failed += 1;
+        self.awareness.apply(round_delta(false));
+        if round.indirect_sent > 0 {
+            // Indirect probers nack only after their own timeout: count the missing ones later.
+            self.check_nacks();
+            self.nack_watch = Some(NackWatch {
+                seq: round.seq,
+                expected: round.indirect_sent,
+                received: round.nacks,
+            });
+            let grace = self.awareness.scale(self.config.probe_timeout);
+            self.timers.set(Timer::NackCheck, now + grace);
+        }
+        let Some(target) = self.members.get(&round.target) else {
+            return;
+        };
+        // A refutation during the round (higher incarnation) means the target is fine.
+        if !is_reachable(target.state) || target.incarnation != round.incarnation {
+            return;
+        }
+        let mut update = target.to_update();
+        update.state = MemberState::Suspected;
+        update.accuser = self.local_name.clone();
+        if self.apply(now, update, ChangeReason::ProbeFailed, true) {
+            self.stats.suspicions_raised += 1;
+        }
+    }
+
+    /// Applies the health penalty for nacks of the last failed round that never arrived.
+    fn check_nacks(&mut self) {
+        self.timers.stop(Timer::NackCheck);
+        if let Some(watch) = self.nack_watch.take() {
+            self.awareness
+                .apply(missing_nacks_delta(watch.expected, watch.received));
+        }
+    }
+
+    /// Sends pending updates to `gossip_nodes` random members (recently DOWN ones included).
+    fn gossip(&mut self, now: Instant) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let to_the_dead = self.config.gossip_to_the_dead;
+        let targets = self.pick(self.config.gossip_nodes, |m| {
+            is_reachable(m.state)
+                || (m.state == MemberState::Down
+                    && now.saturating_duration_since(m.since) < to_the_dead)
+        });
+        for (name, addr) in targets {
+            if self.send(addr, Some(&name), None, None) == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Picks the next push-pull peer: a random ALIVE member, now and then a DOWN one.
+    fn push_pull_tick(&mut self) {
+        self.push_pull_ticks += 1;
+        let mut target = None;
+        if self.push_pull_ticks % PUSH_PULL_DOWN_EVERY == 0
+            && self.members.count(MemberState::Down) > 0
+        {
+            target = self.pick(1, |m| m.state == MemberState::Down).pop();
+        }
+        if target.is_none() {
+            target = self.pick(1, |m| m.state == MemberState::Alive).pop();
+        }
+        if let Some((_, addr)) = target {
+            self.push_pulls.push_back(addr);
+        }
+    }
+
+    fn on_deadline(&mut self, now: Instant, deadline: Deadline) {
+        match deadline {
+            Deadline::Suspicion(name) => self.expire_suspicion(now, &name),
+            Deadline::Reap(name) => self.reap(now, &name),
+            Deadline::IndirectProbe(seq) => {
+                if let Some(served) = self.served.take(seq) {
+                    let body = Body::Nack {
+                        seq: served.requester_seq,
+                    };
+                    self.send(served.requester, None, Some(body), None);
+                }
+            }
+        }
+    }
+
+    /// SUSPECTED → DOWN if this suspicion (not an older, superseded one) ran out.
+    fn expire_suspicion(&mut self, now: Instant, name: &str) {
+        let due = self.members.get(name).is_some_and(|m| {
+            m.state == MemberState::Suspected
+                && m.suspicion.as_ref().is_some_and(|s| s.deadline() <= now)
+        });
+        if !due {
+            return;
+        }
+        self.members.update(name, |m| {
+            m.state = MemberState::Down;
+            m.since = now;
+            m.suspicion = None;
+        });
+        self.push_event(
+            name,
+            Some(MemberState::Suspected),
+            ChangeReason::SuspicionExpired,
+        );
+        let down: Option<Update> = self.members.get(name).map(|m| m.to_update());
+        if let Some(down) = down {
+            self.broadcast(&down);
+        }
+        self.deadlines
+            .push(now + self.config.retention, Deadline::Reap(name.to_owned()));
+    }
+
+    /// Forgets a DOWN or LEAVING member whose retention time has passed.
+    fn reap(&mut self, now: Instant, name: &str) {
+        let due = self.members.get(name).is_some_and(|m| {
+            !m.is_local
+                && matches!(m.state, MemberState::Down | MemberState::Leaving)
+                && m.since + self.config.retention <= now
+        });
+        if due && self.members.remove(name).is_some() {
+            self.events.push_back(Event::Reaped {
+                name: name.to_owned(),
+            });
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Seeded simulation scenarios over 50 nodes: join, crash, leave, false suspicion, loss, restart.
+
+use std::time::Duration;
+
+use meshd::sim::{NetConfig, Sim, SimEvent};
+use meshd::swim::{suspicion, Config, Event, MemberState};
+
+const N: usize = 50;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn name(i: usize) -> String {
+    format!("node-{i:02}")
+}
+
+/// Starts node 0 alone, then the others one every 100 ms, all joining through node 0.
+fn start_cluster(sim: &mut Sim, n: usize) {
+    sim.add_alone(&name(0));
+    for i in 1..n {
+        sim.run_for(secs(0.1), |_| {});
+        sim.add_joining(&name(i), 0);
+    }
+}
+
+/// True when every running node sees every running node ALIVE.
+fn converged(sim: &Sim) -> bool {
+    let running: Vec<usize> = (0..sim.len()).filter(|&i| sim.is_running(i)).collect();
+    running.iter().all(|&i| {
+        running.iter().all(|&j| {
+            sim.view(i, sim.name(j))
+                .is_some_and(|v| v.state == MemberState::Alive)
+        })
+    })
+}
+
+/// Runs in `step`s until `done` holds or `limit` virtual time passed; returns when it held.
+fn run_until(
+    sim: &mut Sim,
+    limit: Duration,
+    step: Duration,
+    mut on_event: impl FnMut(&SimEvent),
+    mut done: impl FnMut(&Sim) -> bool,
+) -> Option<Duration> {
+    let end = sim.now() + limit;
+    while sim.now() < end {
+        if done(sim) {
+            return Some(sim.now());
+        }
+        sim.run_for(step, &mut on_event);
+    }
+    done(sim).then(|| sim.now())
+}
+
+/// A cluster of N that has converged, plus the config it runs.
+fn converged_cluster(seed: u64, config: Config) -> Sim {
+    let mut sim = Sim::new(seed, config, NetConfig::default());
+    start_cluster(&mut sim, N);
+    let t = run_until(&mut sim, secs(30.0), secs(0.1), |_| {}, converged);
+    assert!(t.is_some(), "cluster of {N} did not converge");
+    sim
+}
+
+fn is_down_event(e: &SimEvent) -> Option<&str> {
+    match &e.event {
+        Event::Changed { member, .. } if member.state == MemberState::Down => Some(&member.name),
+        _ => None,
+    }
+}
+
+#[test]
+fn fifty_nodes_join_through_one_seed_and_converge() {
+    let mut sim = Sim::new(1, Config::default(), NetConfig::default());
+    start_cluster(&mut sim, N);
+    let joined = sim.now();
+    // Bound: each ALIVE announcement spreads epidemically (3 members every 200 ms reach 50 in
+    // about log3(50) ≈ 4 hops < 1 s); 10 s leaves a wide margin but fails if we relied on the
+    // 60 s push-pull cycle.
+    let t = run_until(&mut sim, secs(10.0), secs(0.05), |_| {}, converged);
+    let t = t.expect("not converged within 10 s of the last join");
+    println!("converged {:?} after the last join", t - joined);
+    for i in 0..N {
+        assert_eq!(sim.core(i).map(|c| c.member_count()), Some(N));
+    }
+}
+
+#[test]
+fn crashed_node_is_down_everywhere_within_bound() {
+    let config = Config::default();
+    let mut sim = converged_cluster(2, config.clone());
+    let victim = 17;
+    let crashed_at = sim.now();
+    sim.crash(victim);
+    // Bound: some survivor probes the victim within one probe round (round-robin over N−1
+    // members: at most 2(N−1) probe intervals for a given prober, even with reshuffles); its
+    // round ends one interval later; the SUSPECTED fact reaches everyone within a dissemination
+    // time D (gossip, a few hundred ms; 10 s allowed); then each survivor's own suspicion timer
+    // runs at most max = suspicion_max_timeout_mult × suspicion_mult × log10(N) × interval.
+    let interval = config.probe_interval.as_secs_f64();
+    let (_, max) = suspicion::bounds(&config, N);
+    let dissemination = 10.0;
+    let bound = secs(2.0 * (N as f64 - 1.0) * interval + interval + dissemination) + max;
+    let mut first_suspect = None;
+    let mut down_at: Vec<Option<Duration>> = vec![None; N];
+    let mut wrong_down = Vec::new();
+    let victim_name = name(victim);
+    run_until(
+        &mut sim,
+        bound,
+        secs(0.5),
+        |e| {
+            if let Event::Changed { member, .. } = &e.event {
+                if member.name == victim_name && member.state == MemberState::Suspected {
+                    first_suspect.get_or_insert(e.at);
+                }
+            }
+            match is_down_event(e) {
+                Some(n) if n == victim_name => down_at[e.node] = down_at[e.node].or(Some(e.at)),
+                Some(n) => wrong_down.push((e.node, n.to_owned())),
+                None => {}
+            }
+        },
+        |_| false,
+    );
+    assert!(
+        wrong_down.is_empty(),
+        "live nodes marked DOWN: {wrong_down:?}"
+    );
+    let survivors: Vec<usize> = (0..N).filter(|&i| i != victim).collect();
+    let missing: Vec<usize> = survivors
+        .iter()
+        .copied()
+        .filter(|&i| down_at[i].is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not DOWN within {bound:?} at {missing:?}"
+    );
+    let last = survivors.iter().filter_map(|&i| down_at[i]).max().unwrap();
+    let first_suspect = first_suspect.expect("never suspected") - crashed_at;
+    println!(
+        "first suspicion {:?}, DOWN everywhere {:?} after crash (bound {:?})",
+        first_suspect,
+        last - crashed_at,
+        bound
+    );
+}
+
+#[test]
+fn leaving_node_is_leaving_everywhere_then_reaped() {
+    let config = Config {
+        retention: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let mut sim = converged_cluster(3, config.clone());
+    let leaver = 23;
+    let leaver_name = name(leaver);
+    let left_at = sim.now();
+    sim.leave(leaver);
+    // The announcement goes out at once to several members.
+    assert!(sim.core(leaver).is_some_and(|c| c.leave_announced()));
+    sim.run_for(secs(1.0), |_| {});
+    sim.crash(leaver); // the process exits after announcing
+    let others: Vec<usize> = (0..N).filter(|&i| i != leaver).collect();
+    // Bound: dissemination only (gossip every 200 ms to 3 members): 10 s is a wide margin.
+    let t = run_until(
+        &mut sim,
+        secs(10.0),
+        secs(0.1),
+        |_| {},
+        |s| {
+            others.iter().all(|&i| {
+                s.view(i, &leaver_name)
+                    .is_some_and(|v| v.state == MemberState::Leaving)
+            })
+        },
+    );
+    let t = t.expect("LEAVING not everywhere within 10 s");
+    println!("LEAVING everywhere {:?} after leave", t - left_at);
+    let mut reaped = vec![None; N];
+    let mut downs = Vec::new();
+    sim.run_for(config.retention + secs(15.0), |e| {
+        if let Event::Reaped { name } = &e.event {
+            if *name == leaver_name {
+                reaped[e.node] = Some(e.at);
+            }
+        }
+        if let Some(n) = is_down_event(e) {
+            downs.push(n.to_owned());
+        }
+    });
+    assert!(downs.is_empty(), "DOWN events: {downs:?}");
+    for &i in &others {
+        let at = reaped[i].unwrap_or_else(|| panic!("{} never reaped {leaver_name}", name(i)));
+        assert!(
+            at >= left_at + config.retention,
+            "reaped too early at {at:?}"
+        );
+        assert!(sim.view(i, &leaver_name).is_none());
+    }
+}
+
+#[test]
+fn suspected_live_node_refutes_and_stays_alive() {
+    let config = Config::default();
+    let mut sim = converged_cluster(4, config.clone());
+    let target = 31;
+    let target_name = name(target);
+    let mut suspected = 0;
+    let mut downs = Vec::new();
+    let mut watch = |e: &SimEvent| {
+        if let Event::Changed { member, .. } = &e.event {
+            if member.name == target_name && member.state == MemberState::Suspected {
+                suspected += 1;
+            }
+        }
+        if let Some(n) = is_down_event(e) {
+            downs.push(n.to_owned());
+        }
+    };
+    // All its inbound traffic is lost for 2 probe intervals: whoever probes it then suspects it.
+    sim.set_inbound_loss(target, 1.0);
+    sim.run_for(config.probe_interval * 2, &mut watch);
+    sim.set_inbound_loss(target, 0.0);
+    let t = run_until(&mut sim, secs(60.0), secs(0.5), &mut watch, |s| {
+        converged(s) && (0..N).all(|i| s.view(i, &target_name).is_some_and(|v| v.incarnation > 1))
+    });
+    sim.run_for(secs(60.0), &mut watch);
+    assert!(suspected > 0, "the scenario never suspected the target");
+    assert!(downs.is_empty(), "DOWN events: {downs:?}");
+    assert!(
+        t.is_some(),
+        "not ALIVE everywhere with a refuted incarnation"
+    );
+    let core = sim.core(target).unwrap();
+    assert!(core.stats().refutations > 0);
+    assert!(converged(&sim));
+    println!(
+        "suspected {suspected} times, refuted; local incarnation {}",
+        core.local().incarnation
+    );
+}
+
+#[test]
+fn ten_percent_loss_never_downs_a_live_node() {
+    let mut sim = converged_cluster(5, Config::default());
+    sim.set_net(NetConfig {
+        loss: 0.1,
+        ..NetConfig::default()
+    });
+    let mut downs = Vec::new();
+    let mut suspicions = 0u64;
+    sim.run_for(secs(300.0), |e| {
+        if let Event::Changed { member, .. } = &e.event {
+            if member.state == MemberState::Suspected && !member.is_local {
+                suspicions += 1;
+            }
+        }
+        if let Some(n) = is_down_event(e) {
+            downs.push((e.at, e.node, n.to_owned()));
+        }
+    });
+    assert!(downs.is_empty(), "DOWN under 10% loss: {downs:?}");
+    println!("suspicion events over 300 s at 10% loss: {suspicions}");
+}
+
+#[test]
+fn restarted_node_takes_over_its_name_with_higher_incarnation() {
+    let config = Config::default();
+    let mut sim = converged_cluster(6, config);
+    let victim = 9;
+    let victim_name = name(victim);
+    let old = sim.view(0, &victim_name).unwrap();
+    sim.crash(victim);
+    let others: Vec<usize> = (0..N).filter(|&i| i != victim).collect();
+    let down = run_until(
+        &mut sim,
+        secs(200.0),
+        secs(1.0),
+        |_| {},
+        |s| {
+            others.iter().all(|&i| {
+                s.view(i, &victim_name)
+                    .is_some_and(|v| v.state == MemberState::Down)
+            })
+        },
+    );
+    assert!(down.is_some(), "crash not detected");
+    sim.restart(victim, true, 0);
+    let restarted_at = sim.now();
+    let t = run_until(
+        &mut sim,
+        secs(10.0),
+        secs(0.1),
+        |_| {},
+        |s| {
+            converged(s)
+                && (0..N).all(|i| {
+                    s.view(i, &victim_name)
+                        .is_some_and(|v| v.incarnation > old.incarnation && v.addr != old.addr)
+                })
+        },
+    );
+    let t = t.expect("restarted node not ALIVE everywhere at its new address");
+    let inc = sim.core(victim).unwrap().local().incarnation;
+    println!(
+        "restart: ALIVE everywhere after {:?}, incarnation {} → {inc}",
+        t - restarted_at,
+        old.incarnation
+    );
+}
+
+#[test]
+fn quick_restart_at_new_address_takes_over_live_entry() {
+    let mut sim = converged_cluster(7, Config::default());
+    let victim = 11;
+    let victim_name = name(victim);
+    let old = sim.view(0, &victim_name).unwrap();
+    // Restarted before anyone noticed: peers still hold the old entry ALIVE at the old address.
+    sim.restart(victim, true, 0);
+    let mut downs = Vec::new();
+    let t = run_until(
+        &mut sim,
+        secs(10.0),
+        secs(0.1),
+        |e| {
+            if let Some(n) = is_down_event(e) {
+                downs.push(n.to_owned());
+            }
+        },
+        |s| {
+            converged(s)
+                && (0..N).all(|i| {
+                    s.view(i, &victim_name)
+                        .is_some_and(|v| v.incarnation > old.incarnation && v.addr != old.addr)
+                })
+        },
+    );
+    assert!(t.is_some(), "restarted node did not take over its entry");
+    assert!(downs.is_empty(), "DOWN events: {downs:?}");
+}
