@@ -60,16 +60,17 @@ impl Node {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             seeds: seeds.to_vec(),
         };
+        // A fresh log per test run; restarts of this node append to it.
+        File::create(&node.log_path).expect("test log file can be created");
         node.spawn();
         node
     }
 
     fn spawn(&mut self) {
         let log = File::options()
-            .create(true)
             .append(true)
             .open(&self.log_path)
-            .expect("test log file can be created");
+            .expect("test log file can be opened");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshd"));
         cmd.arg("agent")
             .args(["--mesh-server-name", &self.name])
