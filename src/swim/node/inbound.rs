@@ -12,6 +12,10 @@ use crate::swim::state::{precedence, Precedence, Update};
 use crate::swim::suspicion::{self, Confirmation, Suspicion};
 use crate::swim::timers::Deadline;
 use crate::swim::{ChangeReason, DropReason, MemberState};
+use crate::wire;
+
+/// Most corrections sent back for one datagram (each is small; keeps the reply in budget).
+const MAX_CORRECTIONS: usize = 8;
 
 impl Swim {
     /// Processes one received SWIM datagram (header byte included). Bad input is dropped and
@@ -30,7 +34,11 @@ impl Swim {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
         let sender = datagram.sender;
+        let mut corrections = Vec::new();
         for update in datagram.updates {
+            if let Some(newer) = self.correction_for(&update) {
+                corrections.push(newer);
+            }
             let reason = ChangeReason::Gossip {
                 from: sender.clone(),
             };
@@ -49,6 +57,27 @@ impl Swim {
                 target_addr,
             }) => self.on_ping_req(now, from, seq, target, target_addr),
         }
+        if !corrections.is_empty() {
+            // The sender spreads an accusation we know is outdated: tell it what we know, or it
+            // may declare a live member DOWN after missing a refutation.
+            corrections.truncate(MAX_CORRECTIONS);
+            self.send_with(from, Some(&sender), None, None, corrections);
+        }
+    }
+
+    /// Our newer fact about a member that `u` accuses (SUSPECTED or DOWN) at an older
+    /// incarnation, when we hold it reachable (or it is us).
+    fn correction_for(&self, u: &Update) -> Option<wire::MemberUpdate> {
+        if !matches!(u.state, MemberState::Suspected | MemberState::Down) {
+            return None;
+        }
+        let held = self.members.get(&u.name)?;
+        let reachable = held.state == MemberState::Alive
+            || (!held.is_local && held.state == MemberState::Suspected);
+        (reachable && held.incarnation > u.incarnation).then(|| {
+            let fact = held.to_update();
+            codec::update_to_wire(&fact, fact.state == MemberState::Alive)
+        })
     }
 
     fn on_ack(&mut self, seq: u32, sender: &str) {

@@ -170,7 +170,7 @@ impl Swim {
         }
     }
 
-    /// Picks the next push-pull peer: a random ALIVE member, now and then a DOWN one.
+    /// Picks the next push-pull peer: a random ALIVE (or SUSPECTED) member, now and then a DOWN one.
     fn push_pull_tick(&mut self) {
         self.push_pull_ticks += 1;
         let mut target = None;
@@ -180,7 +180,7 @@ impl Swim {
             target = self.pick(1, |m| m.state == MemberState::Down).pop();
         }
         if target.is_none() {
-            target = self.pick(1, |m| m.state == MemberState::Alive).pop();
+            target = self.pick(1, |m| is_reachable(m.state)).pop();
         }
         if let Some((_, addr)) = target {
             self.push_pulls.push_back(addr);
