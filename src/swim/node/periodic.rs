@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::Swim;
-use crate::swim::codec::Body;
+use crate::swim::codec::{self, Body};
 use crate::swim::probe::{missing_nacks_delta, round_delta, NackWatch, ProbeRound};
 use crate::swim::state::{is_reachable, Update};
 use crate::swim::timers::{Deadline, Timer};
@@ -65,6 +65,12 @@ impl Swim {
             return;
         };
         let (name, addr, incarnation) = (target.name.clone(), target.addr, target.incarnation);
+        // Probing a suspect: always tell it (like memberlist), even if our suspicion is no longer
+        // queued, so it can refute, or correct us if we missed its refutation.
+        let accusation = (target.state == MemberState::Suspected).then(|| {
+            let fact = target.to_update();
+            codec::update_to_wire(&fact, false)
+        });
         let seq = self.seqs.next_seq();
         self.round = Some(ProbeRound {
             seq,
@@ -79,7 +85,13 @@ impl Swim {
             seq,
             target: name.clone(),
         };
-        self.send(addr, Some(&name), Some(body), Some(&name));
+        match accusation {
+            Some(fact) => {
+                self.broadcasts.remove(&name);
+                self.send_with(addr, Some(&name), Some(body), None, vec![fact])
+            }
+            None => self.send(addr, Some(&name), Some(body), Some(&name)),
+        };
         let timeout = self.awareness.scale(self.config.probe_timeout);
         self.timers.set(Timer::ProbeTimeout, now + timeout);
     }
