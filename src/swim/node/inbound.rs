@@ -36,13 +36,16 @@ impl Swim {
         let sender = datagram.sender;
         let mut corrections = Vec::new();
         for update in datagram.updates {
-            if let Some(newer) = self.correction_for(&update) {
-                corrections.push(newer);
-            }
             let reason = ChangeReason::Gossip {
                 from: sender.clone(),
             };
+            let (name, incarnation, state) =
+                (update.name.clone(), update.incarnation, update.state);
             self.apply(now, update, reason, true);
+            // Checked after merging, so a refutation we just made goes straight back too.
+            if let Some(newer) = self.correction_for(&name, incarnation, state) {
+                corrections.push(newer);
+            }
         }
         match datagram.body {
             None => {}
@@ -67,14 +70,19 @@ impl Swim {
 
     /// Our newer fact about a member that `u` accuses (SUSPECTED or DOWN) at an older
     /// incarnation, when we hold it reachable (or it is us).
-    fn correction_for(&self, u: &Update) -> Option<wire::MemberUpdate> {
-        if !matches!(u.state, MemberState::Suspected | MemberState::Down) {
+    fn correction_for(
+        &self,
+        name: &str,
+        incarnation: u64,
+        state: MemberState,
+    ) -> Option<wire::MemberUpdate> {
+        if !matches!(state, MemberState::Suspected | MemberState::Down) {
             return None;
         }
-        let held = self.members.get(&u.name)?;
+        let held = self.members.get(name)?;
         let reachable = held.state == MemberState::Alive
             || (!held.is_local && held.state == MemberState::Suspected);
-        (reachable && held.incarnation > u.incarnation).then(|| {
+        (reachable && held.incarnation > incarnation).then(|| {
             let fact = held.to_update();
             codec::update_to_wire(&fact, fact.state == MemberState::Alive)
         })
@@ -244,6 +252,10 @@ impl Swim {
                 let s = Suspicion::new(now, accuser, min, max, k);
                 self.deadlines
                     .push(s.deadline(), Deadline::Suspicion(u.name.clone()));
+                if let Some(at) = s.check_at() {
+                    self.deadlines
+                        .push(at, Deadline::SuspicionCheck(u.name.clone()));
+                }
                 self.members.update(&u.name, |m| m.suspicion = Some(s));
             }
             MemberState::Down | MemberState::Leaving => {

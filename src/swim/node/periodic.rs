@@ -7,6 +7,7 @@ use super::Swim;
 use crate::swim::codec::{self, Body};
 use crate::swim::probe::{missing_nacks_delta, round_delta, NackWatch, ProbeRound};
 use crate::swim::state::{is_reachable, Update};
+use crate::swim::suspicion::Check;
 use crate::swim::timers::{Deadline, Timer};
 use crate::swim::{ChangeReason, Event, MemberState};
 
@@ -202,6 +203,7 @@ impl Swim {
     fn on_deadline(&mut self, now: Instant, deadline: Deadline) {
         match deadline {
             Deadline::Suspicion(name) => self.expire_suspicion(now, &name),
+            Deadline::SuspicionCheck(name) => self.check_suspect(now, &name),
             Deadline::Reap(name) => self.reap(now, &name),
             Deadline::IndirectProbe(seq) => {
                 if let Some(served) = self.served.take(seq) {
@@ -239,6 +241,26 @@ impl Swim {
         }
         self.deadlines
             .push(now + self.config.retention, Deadline::Reap(name.to_owned()));
+    }
+
+    /// Sends a suspect our accusation directly (see [`Deadline::SuspicionCheck`]).
+    fn check_suspect(&mut self, now: Instant, name: &str) {
+        let check = self.members.update(name, |m| match m.suspicion.as_mut() {
+            Some(s) if m.state == MemberState::Suspected => s.poll_check(now),
+            _ => Check::NotDue,
+        });
+        let Some(Check::Due { next }) = check else {
+            return;
+        };
+        let Some((addr, fact)) = self.members.get(name).map(|m| (m.addr, m.to_update())) else {
+            return;
+        };
+        let fact = codec::update_to_wire(&fact, false);
+        self.send_with(addr, Some(name), None, None, vec![fact]);
+        if let Some(at) = next {
+            self.deadlines
+                .push(at, Deadline::SuspicionCheck(name.to_owned()));
+        }
     }
 
     /// Forgets a DOWN or LEAVING member whose retention time has passed.

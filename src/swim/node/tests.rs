@@ -619,18 +619,16 @@ fn datagrams_respect_size_budget_and_buddy_goes_first() {
     drain(&mut a);
     let max = Config::default().max_datagram_size;
     let (mut pings_to_c, mut fullest) = (0, 0);
+    let mut now = t0;
     for inc in 1..400 {
         if pings_to_c >= 2 {
             break;
         }
         // A fresh suspicion of c (newer incarnation) is pending before every step.
-        a.handle_datagram(
-            t0,
-            addr(2),
-            &datagram("b", None, vec![fact("c", 3, inc, MemberState::Suspected)]),
-        );
-        let t = a.poll_timeout().unwrap();
-        a.handle_timeout(t);
+        let fresh = fact("c", 3, inc, MemberState::Suspected);
+        a.handle_datagram(now, addr(2), &datagram("b", None, vec![fresh]));
+        now = now.max(a.poll_timeout().unwrap());
+        a.handle_timeout(now);
         let (ts, _) = drain(&mut a);
         for tr in &ts {
             assert!(tr.payload.len() <= max, "{} bytes", tr.payload.len());
