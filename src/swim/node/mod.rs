@@ -339,17 +339,31 @@ impl Swim {
         body: Option<Body>,
         buddy: Option<&str>,
     ) -> usize {
+        self.send_with(dst, dst_name, body, buddy, Vec::new())
+    }
+
+    /// Like [`Swim::send`], with `first` carried ahead of the queued updates (not counted as
+    /// transmissions of the queue).
+    fn send_with(
+        &mut self,
+        dst: SocketAddr,
+        dst_name: Option<&str>,
+        body: Option<Body>,
+        buddy: Option<&str>,
+        first: Vec<wire::MemberUpdate>,
+    ) -> usize {
         let mut env = wire::Envelope {
             sender: self.local_name.clone(),
             body: body.map(codec::body_to_wire),
-            updates: Vec::new(),
+            updates: first,
         };
         let budget = self
             .config
             .max_datagram_size
             .saturating_sub(1 + prost::Message::encoded_len(&env));
         let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
-        env.updates = self.broadcasts.fill(budget, buddy, limit);
+        let queued = self.broadcasts.fill(budget, buddy, limit);
+        env.updates.extend(queued);
         if env.body.is_none() && env.updates.is_empty() {
             return 0;
         }
