@@ -154,16 +154,20 @@ fn leave(b: &mut Bench) -> Option<f64> {
     None
 }
 
-/// Datagrams and bytes per node per second over a quiet window.
-fn steady_traffic(b: &mut Bench) -> (f64, f64) {
+/// Datagrams and bytes per node per second over a quiet window, and the simulator's speed
+/// there (virtual seconds per wall second).
+fn steady_traffic(b: &mut Bench) -> (f64, f64, f64) {
     let before = b.sim.stats().clone();
+    let wall = Instant::now();
     b.run_for(STEADY, |_| {});
+    let speed = STEADY.as_secs_f64() / wall.elapsed().as_secs_f64();
     let after = b.sim.stats();
     let nodes = b.running().len() as f64;
     let d = STEADY.as_secs_f64() * nodes;
     (
         (after.datagrams_sent - before.datagrams_sent) as f64 / d,
         (after.bytes_sent - before.bytes_sent) as f64 / d,
+        speed,
     )
 }
 
@@ -189,7 +193,7 @@ fn run(n: usize) {
     let wall = Instant::now();
     let mut virtual_total = Duration::ZERO;
     let (mut b, converged) = join(42, n, NetConfig::default());
-    let (msgs, bytes) = steady_traffic(&mut b);
+    let (msgs, bytes, steady_speed) = steady_traffic(&mut b);
     let (mut first, mut all) = crashes(&mut b);
     let left = leave(&mut b);
     virtual_total += b.virtual_run;
@@ -203,33 +207,33 @@ fn run(n: usize) {
     let fmt = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.2} s"));
     println!("\n== N = {n} ==");
     println!(
-        "{:<44} {}",
+        "{:<46} {}",
         "join convergence after last join",
         fmt(converged)
     );
     println!(
-        "{:<44} p50 {:.2} s  p99 {:.2} s  ({} crashes)",
+        "{:<46} p50 {:.2} s  p99 {:.2} s  ({} crashes)",
         "crash → first suspicion",
         percentile(&mut first, 0.5),
         percentile(&mut first, 0.99),
         CRASHES
     );
     println!(
-        "{:<44} p50 {:.2} s  p99 {:.2} s  ({} of {} detected)",
+        "{:<46} p50 {:.2} s  p99 {:.2} s  ({} of {} detected)",
         "crash → DOWN at every survivor",
         percentile(&mut all, 0.5),
         percentile(&mut all, 0.99),
         all.len(),
         CRASHES
     );
-    println!("{:<44} {}", "leave → LEAVING at every member", fmt(left));
+    println!("{:<46} {}", "leave → LEAVING at every member", fmt(left));
     println!(
-        "{:<44} {msgs:.1} datagrams, {bytes:.0} bytes",
+        "{:<46} {msgs:.1} datagrams, {bytes:.0} bytes",
         "steady traffic per node per second"
     );
     for (loss, downs) in loss_rows {
         println!(
-            "{:<44} {downs}",
+            "{:<46} {downs}",
             format!(
                 "false DOWN events, {:.0}% loss, {} s",
                 loss * 100.0,
@@ -238,8 +242,12 @@ fn run(n: usize) {
         );
     }
     println!(
-        "{:<44} {:.1}x real time ({:.0} virtual s in {:.1} wall s)",
-        "simulator speed",
+        "{:<46} {steady_speed:.1}x real time",
+        "simulator speed, steady state"
+    );
+    println!(
+        "{:<46} {:.1}x real time ({:.0} virtual s in {:.1} wall s)",
+        "simulator speed, whole bench (joins included)",
         virtual_total.as_secs_f64() / wall,
         virtual_total.as_secs_f64(),
         wall

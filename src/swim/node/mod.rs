@@ -355,12 +355,20 @@ impl Swim {
         let mut env = wire::Envelope {
             sender: self.local_name.clone(),
             body: body.map(codec::body_to_wire),
-            updates: first,
+            updates: Vec::new(),
         };
-        let budget = self
+        let mut budget = self
             .config
             .max_datagram_size
             .saturating_sub(1 + prost::Message::encoded_len(&env));
+        for update in first {
+            // Never exceed the datagram size, even for a fact with large metadata.
+            let len = codec::update_field_len(prost::Message::encoded_len(&update));
+            if len <= budget {
+                budget -= len;
+                env.updates.push(update);
+            }
+        }
         let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
         let queued = self.broadcasts.fill(budget, buddy, limit);
         env.updates.extend(queued);

@@ -181,3 +181,69 @@ fn refuted_suspicion_does_not_expire() {
         Some((MemberState::Alive, 2))
     );
 }
+
+#[test]
+fn outdated_accusations_are_answered_with_newer_facts() {
+    use MemberState::*;
+    let t0 = Instant::now();
+    // (subject, its held incarnation, accusation state and incarnation, corrected?)
+    let cases = [
+        ("b", 2, Suspected, 1, true),
+        ("b", 2, Down, 1, true),
+        ("b", 2, Suspected, 2, false),
+        ("b", 2, Alive, 1, false),
+        ("a", 1, Suspected, 0, true), // about ourselves: our newer ALIVE goes back
+        ("a", 1, Suspected, 1, true), // we refute, and the refutation goes straight back
+    ];
+    for (subject, held, state, inc, corrected) in cases {
+        let mut a = cluster(t0);
+        if subject == "b" {
+            a.handle_datagram(
+                t0,
+                addr(2),
+                &datagram("b", None, vec![fact("b", 2, held, Alive)]),
+            );
+        }
+        drain(&mut a);
+        a.handle_datagram(
+            t0,
+            addr(7),
+            &datagram("stale", None, vec![fact(subject, 2, inc, state)]),
+        );
+        let (ts, _) = drain(&mut a);
+        let back: Vec<_> = ts
+            .iter()
+            .filter(|t| t.dst == addr(7))
+            .flat_map(|t| decode_datagram(&t.payload).unwrap().updates)
+            .filter(|u| u.name == subject && u.state == Alive && u.incarnation > inc)
+            .collect();
+        assert_eq!(
+            !back.is_empty(),
+            corrected,
+            "{subject} {state:?}@{inc} vs {held}"
+        );
+    }
+}
+
+#[test]
+fn corrections_never_exceed_the_datagram_size() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    let mut big = fact("b", 2, 2, MemberState::Alive);
+    let mut meta = wire::NodeMeta::default();
+    for i in 0..60 {
+        meta.tags.insert(format!("key-{i}"), "v".repeat(250));
+    }
+    big.meta = Some(meta);
+    a.handle_datagram(t0, addr(2), &datagram("b", None, vec![big]));
+    drain(&mut a);
+    a.handle_datagram(
+        t0,
+        addr(7),
+        &datagram("stale", None, vec![fact("b", 2, 1, MemberState::Down)]),
+    );
+    let (ts, _) = drain(&mut a);
+    assert!(ts
+        .iter()
+        .all(|t| t.payload.len() <= Config::default().max_datagram_size));
+}
