@@ -256,7 +256,7 @@ impl Swim {
                     self.deadlines
                         .push(at, Deadline::SuspicionCheck(u.name.clone()));
                 }
-                self.members.update(&u.name, |m| m.suspicion = Some(s));
+                self.members.update(&u.name, |m| m.suspicion = Some(Box::new(s)));
             }
             MemberState::Down | MemberState::Leaving => {
                 self.deadlines
