@@ -196,7 +196,8 @@ fn push_pull_tick_offers_a_member() {
             got.push(p);
         }
     }
-    assert_eq!(got.len(), 8);
+    // First tick at a random point of the first interval, then one every 30 s.
+    assert!((8..=9).contains(&got.len()), "{} push-pulls", got.len());
     assert!(got.iter().all(|p| [addr(2), addr(3), addr(4)].contains(p)));
 }
 
