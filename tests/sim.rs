@@ -444,3 +444,24 @@ fn same_seed_same_run() {
     assert_eq!(a, b, "a run is reproducible from its seed");
     assert_ne!(a.0, run(12).0, "and depends on it");
 }
+
+/// Soak: the 10%-loss scenario over many seeds. Slow in debug builds; run with
+/// `cargo test --release --test sim -- --ignored`.
+#[test]
+#[ignore]
+fn soak_ten_percent_loss_many_seeds() {
+    let mut failures = Vec::new();
+    for seed in 100..148 {
+        let mut sim = converged_cluster(seed, Config::default());
+        sim.set_net(NetConfig {
+            loss: 0.1,
+            ..NetConfig::default()
+        });
+        sim.run_for(secs(300.0), |e| {
+            if let Some(n) = is_down_event(e) {
+                failures.push((seed, e.at, e.node, n.to_owned()));
+            }
+        });
+    }
+    assert!(failures.is_empty(), "false DOWNs: {failures:?}");
+}
