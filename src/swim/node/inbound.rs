@@ -47,10 +47,13 @@ impl Swim {
                 corrections.push(newer);
             }
         }
+        corrections.truncate(MAX_CORRECTIONS);
         match datagram.body {
             None => {}
             Some(Body::Ping { seq, .. }) => {
-                self.send(from, Some(&sender), Some(Body::Ack { seq }), None);
+                // Corrections ride on the ack rather than in a datagram of their own.
+                let first = std::mem::take(&mut corrections);
+                self.send_with(from, Some(&sender), Some(Body::Ack { seq }), None, first);
             }
             Some(Body::Ack { seq }) => self.on_ack(seq, &sender),
             Some(Body::Nack { seq }) => self.on_nack(seq),
@@ -63,7 +66,6 @@ impl Swim {
         if !corrections.is_empty() {
             // The sender spreads an accusation we know is outdated: tell it what we know, or it
             // may declare a live member DOWN after missing a refutation.
-            corrections.truncate(MAX_CORRECTIONS);
             self.send_with(from, Some(&sender), None, None, corrections);
         }
     }
@@ -256,7 +258,8 @@ impl Swim {
                     self.deadlines
                         .push(at, Deadline::SuspicionCheck(u.name.clone()));
                 }
-                self.members.update(&u.name, |m| m.suspicion = Some(s));
+                self.members
+                    .update(&u.name, |m| m.suspicion = Some(Box::new(s)));
             }
             MemberState::Down | MemberState::Leaving => {
                 self.deadlines
