@@ -1,6 +1,7 @@
 //! `GET /ha/status`: every member with its state, in SMG's shape plus our fields.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::Json;
@@ -48,8 +49,8 @@ pub struct Stores {
     leaving_count: usize,
 }
 
-fn node(member: &MemberView, snapshot: &Snapshot) -> Node {
-    let since = snapshot.taken_at.saturating_duration_since(member.since);
+fn node(member: &MemberView, now: Instant) -> Node {
+    let since = now.saturating_duration_since(member.since);
     Node {
         name: member.name.clone(),
         address: member.addr.to_string(),
@@ -64,9 +65,9 @@ fn node(member: &MemberView, snapshot: &Snapshot) -> Node {
     }
 }
 
-/// Builds the status document from a snapshot; nodes sorted by name.
-pub fn status(snapshot: &Snapshot) -> Status {
-    let mut nodes: Vec<Node> = snapshot.members.iter().map(|m| node(m, snapshot)).collect();
+/// Builds the status document from a snapshot as of `now`; nodes sorted by name.
+pub fn status(snapshot: &Snapshot, now: Instant) -> Status {
+    let mut nodes: Vec<Node> = snapshot.members.iter().map(|m| node(m, now)).collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Status {
         node_name: snapshot.local.name.clone(),
@@ -84,5 +85,6 @@ pub fn status(snapshot: &Snapshot) -> Status {
 
 /// Handler.
 pub async fn get(State(state): State<ApiState>) -> Json<Status> {
-    Json(status(&state.snapshots.borrow()))
+    // Ages are measured at request time, not snapshot time, so they never lag behind.
+    Json(status(&state.snapshots.borrow(), Instant::now()))
 }

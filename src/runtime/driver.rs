@@ -341,11 +341,10 @@ impl Driver {
     }
 
     fn publish(&mut self, now: Instant) {
-        self.counters.datagrams_dropped_full = self
-            .io
-            .socket_counters
-            .swim_dropped_full
-            .load(Ordering::Relaxed);
+        let socket = &self.io.socket_counters;
+        self.counters.datagrams_dropped_full = socket.swim_dropped_full.load(Ordering::Relaxed);
+        self.counters.quic_dropped_oversize = socket.quic_dropped_oversize.load(Ordering::Relaxed);
+        self.counters.recv_errors = socket.recv_errors.load(Ordering::Relaxed);
         let snapshot = Snapshot {
             local: self.core.local(),
             members: self.core.members(),

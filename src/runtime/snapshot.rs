@@ -38,7 +38,7 @@ pub struct Snapshot {
     pub pending_broadcasts: usize,
     /// The runtime's own counters.
     pub counters: RuntimeCounters,
-    /// When this snapshot was taken; `since_ms` values are relative to it.
+    /// When this snapshot was taken (its age tells how fresh the counters are).
     pub taken_at: Instant,
 }
 

@@ -9,13 +9,20 @@
 //! Cheap invariants are checked on every event (panicking with a description when broken): a
 //! running node never believes itself DOWN, and no node sees a member's incarnation decrease.
 
-use std::cmp::Ordering;
+#![warn(missing_docs)]
+
+mod invariants;
+mod queue;
+
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use invariants::Invariants;
+use queue::{Dest, Input, Scheduled};
 
 use crate::swim::{Config, Event, Identity, MemberState, MemberView, NodeMeta, Swim};
 
@@ -71,60 +78,6 @@ pub struct SimStats {
     pub steps: u64,
 }
 
-#[derive(Debug)]
-enum Input {
-    Datagram {
-        from: SocketAddr,
-        payload: Vec<u8>,
-    },
-    PushPullRequest {
-        from: usize,
-        from_epoch: u32,
-        payload: Vec<u8>,
-    },
-    PushPullReply {
-        payload: Vec<u8>,
-    },
-    Wake,
-    Resume,
-    JoinRetry {
-        seed: SocketAddr,
-    },
-}
-
-/// Who an input is for: whoever holds an address on arrival, or one incarnation of a node.
-#[derive(Debug)]
-enum Dest {
-    Addr(SocketAddr),
-    Node(usize, u32),
-}
-
-#[derive(Debug)]
-struct Scheduled {
-    at: Duration,
-    seq: u64,
-    dest: Dest,
-    input: Input,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 struct SimNode {
     name: String,
     addr: SocketAddr,
@@ -151,8 +104,7 @@ pub struct Sim {
     seq: u64,
     next_addr: u32,
     events: Vec<SimEvent>,
-    check_incarnations: bool,
-    incarnations: HashMap<(usize, String), u64>,
+    invariants: Invariants,
     stats: SimStats,
 }
 
@@ -171,16 +123,14 @@ impl Sim {
             seq: 0,
             next_addr: 0,
             events: Vec::new(),
-            check_incarnations: true,
-            incarnations: HashMap::new(),
+            invariants: Invariants::new(),
             stats: SimStats::default(),
         }
     }
 
     /// Turns the per-member incarnation check off (it costs memory O(N²) in large runs).
     pub fn set_check_incarnations(&mut self, on: bool) {
-        self.check_incarnations = on;
-        self.incarnations.clear();
+        self.invariants.set_check_incarnations(on);
     }
 
     /// Current virtual time since the start.
@@ -382,7 +332,7 @@ impl Sim {
                     n.epoch += 1;
                 }
                 // The new process has no memory: forget what its old life saw.
-                self.incarnations.retain(|(node, _), _| *node != i);
+                self.invariants.forget_node(i);
                 i
             }
             None => {
@@ -620,45 +570,12 @@ impl Sim {
             }
         }
         for event in events {
-            self.check(i, &event);
+            self.invariants.observe(self.now, i, &event);
             self.events.push(SimEvent {
                 at: self.now,
                 node: i,
                 event,
             });
-        }
-    }
-
-    /// Panics when an event breaks an invariant.
-    fn check(&mut self, i: usize, event: &Event) {
-        match event {
-            Event::Changed { member, .. } => {
-                assert!(
-                    !(member.is_local && member.state == MemberState::Down),
-                    "t={:?}: running node {} believes itself DOWN",
-                    self.now,
-                    member.name
-                );
-                if self.check_incarnations {
-                    let key = (i, member.name.clone());
-                    let last = self
-                        .incarnations
-                        .insert(key, member.incarnation)
-                        .unwrap_or(0);
-                    assert!(
-                        member.incarnation >= last,
-                        "t={:?}: node {} saw {}'s incarnation drop {} → {}",
-                        self.now,
-                        self.name(i),
-                        member.name,
-                        last,
-                        member.incarnation
-                    );
-                }
-            }
-            Event::Reaped { name } => {
-                self.incarnations.remove(&(i, name.clone()));
-            }
         }
     }
 }

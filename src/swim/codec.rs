@@ -462,7 +462,7 @@ mod tests {
         };
         let no_sender = wire::PushPull {
             sender: String::new(),
-            join: false,
+            join: true,
             members: vec![],
         };
         let cases: Vec<(&str, Vec<u8>, Result<(), DropReason>)> = vec![

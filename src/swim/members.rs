@@ -29,7 +29,8 @@ pub struct Member {
     /// When its state last changed here.
     pub since: Instant,
     /// The running suspicion while SUSPECTED.
-    pub suspicion: Option<Suspicion>,
+    /// Boxed: most members are not suspected, and the table is per member per node.
+    pub suspicion: Option<Box<Suspicion>>,
     /// True for this node's own entry.
     pub is_local: bool,
 }

@@ -9,6 +9,8 @@
 //! - `now` is monotonic and never goes backwards between calls; randomness comes only from the
 //!   seed given to [`Swim::new`], so a run is reproducible.
 
+#![warn(missing_docs)]
+
 pub mod awareness;
 pub mod broadcast;
 pub mod codec;

@@ -59,24 +59,72 @@ pub struct Suspicion {
     /// Distinct accusers; the first one raised it, the rest are confirmations.
     accusers: Vec<String>,
     deadline: Instant,
+    /// When the next direct check of the suspect is due.
+    check_at: Option<Instant>,
+}
+
+/// Whether a direct check of the suspect is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Send it now; the following one is due at `next` (if before the deadline).
+    Due {
+        /// When the following check is due.
+        next: Option<Instant>,
+    },
+    /// Not yet (a stale timer entry).
+    NotDue,
 }
 
 impl Suspicion {
     /// Starts a suspicion raised by `accuser` at `now`.
     pub fn new(now: Instant, accuser: &str, min: Duration, max: Duration, k: u32) -> Self {
-        Suspicion {
+        let mut s = Suspicion {
             start: now,
             min,
             max,
             k,
             accusers: vec![accuser.to_owned()],
             deadline: now + timeout(min, max, k, 0),
+            check_at: None,
+        };
+        s.check_at = s.next_check(now);
+        s
+    }
+
+    /// When the first direct check is due, if any.
+    pub fn check_at(&self) -> Option<Instant> {
+        self.check_at
+    }
+
+    /// Takes the check due at `now`, if any, and schedules the following one.
+    pub fn poll_check(&mut self, now: Instant) -> Check {
+        match self.check_at {
+            Some(at) if at <= now && now < self.deadline => {
+                self.check_at = self.next_check(now);
+                Check::Due {
+                    next: self.check_at,
+                }
+            }
+            _ => Check::NotDue,
         }
     }
 
     /// When the suspect becomes DOWN unless it refutes.
     pub fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// The next time to ask the suspect directly after `now`: every `min` since the start,
+    /// while before the deadline. A node that missed the suspect's refutation learns it this way
+    /// (the suspect answers an outdated accusation with its newer incarnation).
+    pub fn next_check(&self, now: Instant) -> Option<Instant> {
+        if self.min.is_zero() {
+            return None;
+        }
+        let elapsed = now.saturating_duration_since(self.start);
+        let steps = elapsed.as_nanos() / self.min.as_nanos() + 1;
+        let at = self.start + self.min.saturating_mul(u32::try_from(steps).ok()?);
+        (at < self.deadline).then_some(at)
     }
 
     /// Who raised the suspicion.
@@ -160,6 +208,57 @@ mod tests {
         for (k, c, want) in cases {
             let got = timeout(min, max, k, c);
             assert!(got.abs_diff(want) < ms(5), "k {k} c {c}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn checks_every_min_until_deadline() {
+        let t0 = Instant::now();
+        let s = Suspicion::new(t0, "a", ms(4000), ms(14000), 0);
+        assert_eq!(
+            s.deadline(),
+            t0 + ms(4000),
+            "k = 0: deadline at min, no check"
+        );
+        assert_eq!(s.next_check(t0), None);
+        let s = Suspicion::new(t0, "a", ms(4000), ms(14000), 3);
+        let cases = [
+            (t0, Some(t0 + ms(4000))),
+            (t0 + ms(3999), Some(t0 + ms(4000))),
+            (t0 + ms(4000), Some(t0 + ms(8000))),
+            (t0 + ms(9000), Some(t0 + ms(12000))),
+            (t0 + ms(12000), None),
+        ];
+        for (now, want) in cases {
+            assert_eq!(s.next_check(now), want, "{:?}", now - t0);
+        }
+    }
+
+    #[test]
+    fn poll_check_fires_once_per_slot() {
+        let t0 = Instant::now();
+        let mut s = Suspicion::new(t0, "a", ms(4000), ms(14000), 3);
+        assert_eq!(s.check_at(), Some(t0 + ms(4000)));
+        let cases = [
+            (t0 + ms(3999), Check::NotDue),
+            (
+                t0 + ms(4000),
+                Check::Due {
+                    next: Some(t0 + ms(8000)),
+                },
+            ),
+            (t0 + ms(4000), Check::NotDue),
+            (
+                t0 + ms(8100),
+                Check::Due {
+                    next: Some(t0 + ms(12000)),
+                },
+            ),
+            (t0 + ms(12000), Check::Due { next: None }),
+            (t0 + ms(13000), Check::NotDue),
+        ];
+        for (now, want) in cases {
+            assert_eq!(s.poll_check(now), want, "{:?}", now - t0);
         }
     }
 

@@ -75,6 +75,9 @@ impl TimerTable {
 pub enum Deadline {
     /// When a suspect's suspicion may have run out.
     Suspicion(String),
+    /// When to send a suspect our accusation directly, so it can correct us if we missed its
+    /// refutation.
+    SuspicionCheck(String),
     /// When a DOWN or LEAVING member may be forgotten.
     Reap(String),
     /// When an indirect probe we serve (our seq) should be answered with a nack.

@@ -12,6 +12,10 @@ use crate::swim::state::{precedence, Precedence, Update};
 use crate::swim::suspicion::{self, Confirmation, Suspicion};
 use crate::swim::timers::Deadline;
 use crate::swim::{ChangeReason, DropReason, MemberState};
+use crate::wire;
+
+/// Most corrections sent back for one datagram (each is small; keeps the reply in budget).
+const MAX_CORRECTIONS: usize = 8;
 
 impl Swim {
     /// Processes one received SWIM datagram (header byte included). Bad input is dropped and
@@ -30,16 +34,26 @@ impl Swim {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
         let sender = datagram.sender;
+        let mut corrections = Vec::new();
         for update in datagram.updates {
             let reason = ChangeReason::Gossip {
                 from: sender.clone(),
             };
+            let (name, incarnation, state) =
+                (update.name.clone(), update.incarnation, update.state);
             self.apply(now, update, reason, true);
+            // Checked after merging, so a refutation we just made goes straight back too.
+            if let Some(newer) = self.correction_for(&name, incarnation, state) {
+                corrections.push(newer);
+            }
         }
+        corrections.truncate(MAX_CORRECTIONS);
         match datagram.body {
             None => {}
             Some(Body::Ping { seq, .. }) => {
-                self.send(from, Some(&sender), Some(Body::Ack { seq }), None);
+                // Corrections ride on the ack rather than in a datagram of their own.
+                let first = std::mem::take(&mut corrections);
+                self.send_with(from, Some(&sender), Some(Body::Ack { seq }), None, first);
             }
             Some(Body::Ack { seq }) => self.on_ack(seq, &sender),
             Some(Body::Nack { seq }) => self.on_nack(seq),
@@ -49,6 +63,31 @@ impl Swim {
                 target_addr,
             }) => self.on_ping_req(now, from, seq, target, target_addr),
         }
+        if !corrections.is_empty() {
+            // The sender spreads an accusation we know is outdated: tell it what we know, or it
+            // may declare a live member DOWN after missing a refutation.
+            self.send_with(from, Some(&sender), None, None, corrections);
+        }
+    }
+
+    /// Our newer fact about a member that `u` accuses (SUSPECTED or DOWN) at an older
+    /// incarnation, when we hold it reachable (or it is us).
+    fn correction_for(
+        &self,
+        name: &str,
+        incarnation: u64,
+        state: MemberState,
+    ) -> Option<wire::MemberUpdate> {
+        if !matches!(state, MemberState::Suspected | MemberState::Down) {
+            return None;
+        }
+        let held = self.members.get(name)?;
+        let reachable = held.state == MemberState::Alive
+            || (!held.is_local && held.state == MemberState::Suspected);
+        (reachable && held.incarnation > incarnation).then(|| {
+            let fact = held.to_update();
+            codec::update_to_wire(&fact, fact.state == MemberState::Alive)
+        })
     }
 
     fn on_ack(&mut self, seq: u32, sender: &str) {
@@ -215,7 +254,12 @@ impl Swim {
                 let s = Suspicion::new(now, accuser, min, max, k);
                 self.deadlines
                     .push(s.deadline(), Deadline::Suspicion(u.name.clone()));
-                self.members.update(&u.name, |m| m.suspicion = Some(s));
+                if let Some(at) = s.check_at() {
+                    self.deadlines
+                        .push(at, Deadline::SuspicionCheck(u.name.clone()));
+                }
+                self.members
+                    .update(&u.name, |m| m.suspicion = Some(Box::new(s)));
             }
             MemberState::Down | MemberState::Leaving => {
                 self.deadlines

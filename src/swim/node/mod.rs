@@ -292,7 +292,9 @@ impl Swim {
         let gossip = self.jitter(self.config.gossip_interval);
         self.timers.set(Timer::Probe, now + probe);
         self.timers.set(Timer::Gossip, now + gossip);
-        let push_pull = self.push_pull_interval();
+        // The first exchange comes at a random point of the interval: it closes gossip gaps of
+        // a mass join sooner on average, and nodes restarted together do not exchange in step.
+        let push_pull = self.jitter(self.push_pull_interval());
         self.timers.set(Timer::PushPull, now + push_pull);
     }
 
@@ -339,17 +341,39 @@ impl Swim {
         body: Option<Body>,
         buddy: Option<&str>,
     ) -> usize {
+        self.send_with(dst, dst_name, body, buddy, Vec::new())
+    }
+
+    /// Like [`Swim::send`], with `first` carried ahead of the queued updates (not counted as
+    /// transmissions of the queue).
+    fn send_with(
+        &mut self,
+        dst: SocketAddr,
+        dst_name: Option<&str>,
+        body: Option<Body>,
+        buddy: Option<&str>,
+        first: Vec<wire::MemberUpdate>,
+    ) -> usize {
         let mut env = wire::Envelope {
             sender: self.local_name.clone(),
             body: body.map(codec::body_to_wire),
             updates: Vec::new(),
         };
-        let budget = self
+        let mut budget = self
             .config
             .max_datagram_size
             .saturating_sub(1 + prost::Message::encoded_len(&env));
+        for update in first {
+            // Never exceed the datagram size, even for a fact with large metadata.
+            let len = codec::update_field_len(prost::Message::encoded_len(&update));
+            if len <= budget {
+                budget -= len;
+                env.updates.push(update);
+            }
+        }
         let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
-        env.updates = self.broadcasts.fill(budget, buddy, limit);
+        let queued = self.broadcasts.fill(budget, buddy, limit);
+        env.updates.extend(queued);
         if env.body.is_none() && env.updates.is_empty() {
             return 0;
         }

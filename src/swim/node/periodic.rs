@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::Swim;
-use crate::swim::codec::Body;
+use crate::swim::codec::{self, Body};
 use crate::swim::probe::{missing_nacks_delta, round_delta, NackWatch, ProbeRound};
 use crate::swim::state::{is_reachable, Update};
+use crate::swim::suspicion::Check;
 use crate::swim::timers::{Deadline, Timer};
 use crate::swim::{ChangeReason, Event, MemberState};
 
@@ -65,6 +66,12 @@ impl Swim {
             return;
         };
         let (name, addr, incarnation) = (target.name.clone(), target.addr, target.incarnation);
+        // Probing a suspect: always tell it (like memberlist), even if our suspicion is no longer
+        // queued, so it can refute, or correct us if we missed its refutation.
+        let accusation = (target.state == MemberState::Suspected).then(|| {
+            let fact = target.to_update();
+            codec::update_to_wire(&fact, false)
+        });
         let seq = self.seqs.next_seq();
         self.round = Some(ProbeRound {
             seq,
@@ -79,7 +86,13 @@ impl Swim {
             seq,
             target: name.clone(),
         };
-        self.send(addr, Some(&name), Some(body), Some(&name));
+        match accusation {
+            Some(fact) => {
+                self.broadcasts.remove(&name);
+                self.send_with(addr, Some(&name), Some(body), None, vec![fact])
+            }
+            None => self.send(addr, Some(&name), Some(body), Some(&name)),
+        };
         let timeout = self.awareness.scale(self.config.probe_timeout);
         self.timers.set(Timer::ProbeTimeout, now + timeout);
     }
@@ -170,7 +183,7 @@ impl Swim {
         }
     }
 
-    /// Picks the next push-pull peer: a random ALIVE member, now and then a DOWN one.
+    /// Picks the next push-pull peer: a random ALIVE (or SUSPECTED) member, now and then a DOWN one.
     fn push_pull_tick(&mut self) {
         self.push_pull_ticks += 1;
         let mut target = None;
@@ -180,7 +193,7 @@ impl Swim {
             target = self.pick(1, |m| m.state == MemberState::Down).pop();
         }
         if target.is_none() {
-            target = self.pick(1, |m| m.state == MemberState::Alive).pop();
+            target = self.pick(1, |m| is_reachable(m.state)).pop();
         }
         if let Some((_, addr)) = target {
             self.push_pulls.push_back(addr);
@@ -190,6 +203,7 @@ impl Swim {
     fn on_deadline(&mut self, now: Instant, deadline: Deadline) {
         match deadline {
             Deadline::Suspicion(name) => self.expire_suspicion(now, &name),
+            Deadline::SuspicionCheck(name) => self.check_suspect(now, &name),
             Deadline::Reap(name) => self.reap(now, &name),
             Deadline::IndirectProbe(seq) => {
                 if let Some(served) = self.served.take(seq) {
@@ -227,6 +241,26 @@ impl Swim {
         }
         self.deadlines
             .push(now + self.config.retention, Deadline::Reap(name.to_owned()));
+    }
+
+    /// Sends a suspect our accusation directly (see [`Deadline::SuspicionCheck`]).
+    fn check_suspect(&mut self, now: Instant, name: &str) {
+        let check = self.members.update(name, |m| match m.suspicion.as_mut() {
+            Some(s) if m.state == MemberState::Suspected => s.poll_check(now),
+            _ => Check::NotDue,
+        });
+        let Some(Check::Due { next }) = check else {
+            return;
+        };
+        let Some((addr, fact)) = self.members.get(name).map(|m| (m.addr, m.to_update())) else {
+            return;
+        };
+        let fact = codec::update_to_wire(&fact, false);
+        self.send_with(addr, Some(name), None, None, vec![fact]);
+        if let Some(at) = next {
+            self.deadlines
+                .push(at, Deadline::SuspicionCheck(name.to_owned()));
+        }
     }
 
     /// Forgets a DOWN or LEAVING member whose retention time has passed.

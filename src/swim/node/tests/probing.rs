@@ -1,0 +1,254 @@
+//! Probing rules: pings, acks, ping-reqs, indirect probes, datagram filling.
+
+use super::*;
+
+#[test]
+fn ping_handling_table() {
+    let t0 = Instant::now();
+    // (ping target, expected ack seq, expected NotForUs drops)
+    let cases = [
+        ("a", Some(7), 0),
+        ("", Some(7), 0),
+        ("someone-else", None, 1),
+    ];
+    for (target, want, dropped) in cases {
+        let mut a = cluster(t0);
+        let ping = datagram(
+            "b",
+            Some(Body::Ping {
+                seq: 7,
+                target: target.into(),
+            }),
+            vec![],
+        );
+        a.handle_datagram(t0, addr(9), &ping);
+        let (ts, _) = drain(&mut a);
+        let acks: Vec<_> = bodies(&ts)
+            .into_iter()
+            .filter_map(|(dst, b)| match b {
+                Some(Body::Ack { seq }) => Some((dst, seq)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            acks,
+            want.map(|s| (addr(9), s)).into_iter().collect::<Vec<_>>(),
+            "target {target:?}"
+        );
+        assert_eq!(
+            a.stats()
+                .dropped
+                .get(&DropReason::NotForUs)
+                .copied()
+                .unwrap_or(0),
+            dropped
+        );
+    }
+}
+
+#[test]
+fn unknown_ack_is_ignored_not_dropped() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    a.handle_datagram(
+        t0,
+        addr(2),
+        &datagram("b", Some(Body::Ack { seq: 12345 }), vec![]),
+    );
+    assert!(a.stats().dropped.is_empty());
+    assert_eq!(a.stats().datagrams_received, 2);
+    assert!(drain(&mut a).0.is_empty());
+}
+
+/// Runs `a` to its next probe and returns (time, seq, target name, target addr).
+fn next_probe(a: &mut Swim) -> (Instant, u32, String, SocketAddr) {
+    for _ in 0..50 {
+        let t = a.poll_timeout().unwrap();
+        a.handle_timeout(t);
+        let (ts, _) = drain(a);
+        for (dst, body) in bodies(&ts) {
+            if let Some(Body::Ping { seq, target }) = body {
+                return (t, seq, target, dst);
+            }
+        }
+    }
+    panic!("no probe sent");
+}
+
+#[test]
+fn direct_ack_completes_round() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    let (t, seq, target, dst) = next_probe(&mut a);
+    let i = target.as_bytes()[0] - b'a' + 1;
+    assert_eq!(dst, addr(i));
+    a.handle_datagram(t, dst, &datagram(&target, Some(Body::Ack { seq }), vec![]));
+    // Nothing more happens for this round: no ping-req, no suspicion.
+    a.handle_timeout(t + Duration::from_millis(999));
+    let (ts, events) = drain(&mut a);
+    assert!(bodies(&ts)
+        .iter()
+        .all(|(_, b)| !matches!(b, Some(Body::PingReq { .. }))));
+    assert!(events.is_empty());
+    assert_eq!((a.stats().probes_acked, a.stats().probes_failed), (1, 0));
+    assert_eq!(a.health_score(), 0);
+}
+
+#[test]
+fn failed_round_sends_ping_reqs_then_suspects() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    let (t, seq, target, _) = next_probe(&mut a);
+    a.handle_timeout(t + Duration::from_millis(500));
+    let (ts, _) = drain(&mut a);
+    let reqs: Vec<_> = bodies(&ts)
+        .into_iter()
+        .filter_map(|(dst, b)| match b {
+            Some(Body::PingReq {
+                seq: s, target: tg, ..
+            }) => Some((dst, s, tg)),
+            _ => None,
+        })
+        .collect();
+    // indirect_checks = 3, but only the two other members qualify.
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs.iter().all(|(_, s, tg)| *s == seq && *tg == target));
+    // One helper nacks; the other stays silent.
+    a.handle_datagram(
+        t + Duration::from_millis(800),
+        reqs[0].0,
+        &datagram("x", Some(Body::Nack { seq }), vec![]),
+    );
+    a.handle_timeout(t + Duration::from_secs(1));
+    let (_, events) = drain(&mut a);
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Changed { member, reason: ChangeReason::ProbeFailed, .. }
+            if member.name == target && member.state == MemberState::Suspected)));
+    assert_eq!(
+        (a.stats().probes_failed, a.stats().suspicions_raised),
+        (1, 1)
+    );
+    assert_eq!(a.health_score(), 1, "failed round");
+    // Nacks are counted one (scaled) probe timeout after the round: 2 × 500 ms.
+    a.handle_timeout(t + Duration::from_millis(1999));
+    assert_eq!(a.health_score(), 1);
+    a.handle_timeout(t + Duration::from_millis(2000));
+    assert_eq!(a.health_score(), 2, "plus one nack that never came");
+}
+
+#[test]
+fn indirect_ack_counts_as_success() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    let (t, seq, _, _) = next_probe(&mut a);
+    a.handle_timeout(t + Duration::from_millis(500));
+    drain(&mut a);
+    a.handle_datagram(
+        t + Duration::from_millis(600),
+        addr(9),
+        &datagram("helper", Some(Body::Ack { seq }), vec![]),
+    );
+    a.handle_timeout(t + Duration::from_secs(1));
+    let (_, events) = drain(&mut a);
+    assert!(events.is_empty());
+    assert_eq!(a.stats().probes_indirect_acked, 1);
+}
+
+#[test]
+fn serves_indirect_probes_table() {
+    let t0 = Instant::now();
+    // (target acks?, expected answer to the requester)
+    let cases = [
+        (true, Body::Ack { seq: 77 }),
+        (false, Body::Nack { seq: 77 }),
+    ];
+    for (acks, want) in cases {
+        let mut a = cluster(t0);
+        let req = Body::PingReq {
+            seq: 77,
+            target: "c".into(),
+            target_addr: addr(3),
+        };
+        a.handle_datagram(t0, addr(2), &datagram("b", Some(req), vec![]));
+        let (ts, _) = drain(&mut a);
+        let Some((dst, Some(Body::Ping { seq, target }))) = bodies(&ts).pop() else {
+            panic!("no ping sent");
+        };
+        assert_eq!((dst, target.as_str()), (addr(3), "c"));
+        let t = if acks {
+            a.handle_datagram(t0, addr(3), &datagram("c", Some(Body::Ack { seq }), vec![]));
+            t0
+        } else {
+            t0 + Duration::from_millis(500)
+        };
+        a.handle_timeout(t);
+        let (ts, _) = drain(&mut a);
+        let answers: Vec<_> = bodies(&ts)
+            .into_iter()
+            .filter(|(_, b)| matches!(b, Some(Body::Ack { .. } | Body::Nack { .. })))
+            .collect();
+        assert_eq!(answers, vec![(addr(2), Some(want.clone()))], "acks {acks}");
+    }
+}
+
+#[test]
+fn datagrams_respect_size_budget_and_buddy_goes_first() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    // Many pending facts about members that are not probed (DOWN), so datagrams fill up.
+    let many: Vec<_> = (0..200u32)
+        .map(|i| fact(&format!("member-{i:04}"), 5, 1, MemberState::Down))
+        .collect();
+    for chunk in many.chunks(100) {
+        a.handle_datagram(t0, addr(2), &datagram("b", None, chunk.to_vec()));
+    }
+    drain(&mut a);
+    let max = Config::default().max_datagram_size;
+    let (mut pings_to_c, mut fullest) = (0, 0);
+    let mut now = t0;
+    for inc in 1..400 {
+        if pings_to_c >= 2 {
+            break;
+        }
+        // A fresh suspicion of c (newer incarnation) is pending before every step.
+        let fresh = fact("c", 3, inc, MemberState::Suspected);
+        a.handle_datagram(now, addr(2), &datagram("b", None, vec![fresh]));
+        now = now.max(a.poll_timeout().unwrap());
+        a.handle_timeout(now);
+        let (ts, _) = drain(&mut a);
+        for tr in &ts {
+            assert!(tr.payload.len() <= max, "{} bytes", tr.payload.len());
+            let d = decode_datagram(&tr.payload).unwrap();
+            if matches!(&d.body, Some(Body::Ping { target, .. }) if target == "c") {
+                pings_to_c += 1;
+                assert_eq!(
+                    d.updates.first().map(|u| u.name.as_str()),
+                    Some("c"),
+                    "buddy first"
+                );
+            }
+            fullest = fullest.max(tr.payload.len());
+        }
+    }
+    assert!(pings_to_c >= 2, "c was never probed");
+    // Datagrams are filled up to the budget (less than one more update's worth left).
+    assert!(fullest > max - 60, "fullest datagram {fullest} bytes");
+}
+
+#[test]
+fn gossip_tick_sends_nothing_when_nothing_pending() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    while a.pending_broadcasts() > 0 {
+        let t = a.poll_timeout().unwrap();
+        a.handle_timeout(t);
+        drain(&mut a);
+    }
+    let t = a.poll_timeout().unwrap();
+    a.handle_timeout(t);
+    let (ts, _) = drain(&mut a);
+    assert!(
+        bodies(&ts).iter().all(|(_, b)| b.is_some()),
+        "no body-less datagram"
+    );
+}
