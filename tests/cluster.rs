@@ -55,12 +55,7 @@ fn five_nodes_converge_detect_crash_and_see_leave() {
 /// A SIGTERM'd node is LEAVING at every peer, then reaped once the retention time passes.
 #[test]
 fn sigterm_leave_is_seen_then_reaped() {
-    let mut nodes = start_cluster(
-        "leave",
-        11,
-        3,
-        &[&FAST[..], &["--retention", "3s"]].concat(),
-    );
+    let mut nodes = start_cluster("leave", 11, 3, &[FAST, &["--retention", "3s"]].concat());
     let all: Vec<&Node> = nodes.iter().collect();
     wait_until(Duration::from_secs(20), || all_see_alive(&all, 3)).expect("3 nodes converge");
 
@@ -132,7 +127,7 @@ fn joiner_started_before_seed_joins_when_seed_appears() {
 #[test]
 fn stopped_node_refutes_suspicion_after_sigcont() {
     // Suspicion floor = 8 × 500 ms = 4 s, longer than the 3 s stop, so refutation wins the race.
-    let flags = [&FAST[..], &["--suspicion-mult", "8"]].concat();
+    let flags = [FAST, &["--suspicion-mult", "8"]].concat();
     let nodes = start_cluster("stop", 14, 3, &flags);
     let all: Vec<&Node> = nodes.iter().collect();
     wait_until(Duration::from_secs(20), || all_see_alive(&all, 3)).expect("3 nodes converge");
@@ -210,9 +205,9 @@ fn garbage(i: usize, state: &mut u64) -> Vec<u8> {
     };
     let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
     match (i % 4, bytes.first_mut()) {
-        (0, Some(b)) => *b = 0x01,      // right version byte, junk body
-        (1, Some(b)) => *b = 0xc0 | *b, // looks like a QUIC long header
-        (2, Some(b)) => *b = 0x3f & *b, // unknown SWIM version
+        (0, Some(b)) => *b = 0x01,               // right version byte, junk body
+        (1, Some(b)) => *b |= 0xc0,              // looks like a QUIC long header
+        (2, Some(b)) => *b = (*b & 0x3f) | 0x02, // a SWIM version we do not speak
         _ => {}
     }
     bytes
@@ -227,7 +222,7 @@ fn status_shape_and_metadata_reach_peers() {
         node_ip(16, 2),
         &[seed.mesh_addr()],
         &[
-            &FAST[..],
+            FAST,
             &[
                 "--region",
                 "eu-west",
