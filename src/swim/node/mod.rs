@@ -55,6 +55,8 @@ pub struct Swim {
     served: IndirectProbes,
     leave: Option<LeaveProgress>,
     push_pull_ticks: u64,
+    /// The broadcast queue overflowed a datagram since it last ran empty.
+    saturated: bool,
     transmits: VecDeque<Transmit>,
     push_pulls: VecDeque<SocketAddr>,
     events: VecDeque<Event>,
@@ -90,6 +92,7 @@ impl Swim {
             served: IndirectProbes::default(),
             leave: None,
             push_pull_ticks: 0,
+            saturated: false,
             transmits: VecDeque::new(),
             push_pulls: VecDeque::new(),
             events: VecDeque::new(),

@@ -15,6 +15,13 @@ use crate::swim::{ChangeReason, Event, MemberState};
 /// healed partition find each other again.
 const PUSH_PULL_DOWN_EVERY: u64 = 4;
 
+/// Pending updates beyond what about one datagram carries: the queue is saturated, and facts
+/// wait behind newer ones.
+const SATURATED_QUEUE: usize = 32;
+
+/// After saturation, the next push-pull comes within interval / this.
+const PUSH_PULL_SOON_DIVISOR: u32 = 8;
+
 /// Smallest period a periodic timer is re-armed with, so a zero knob cannot spin forever.
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 
@@ -167,7 +174,13 @@ impl Swim {
 
     /// Sends pending updates to `gossip_nodes` random members (recently DOWN ones included).
     fn gossip(&mut self, now: Instant) {
+        if self.broadcasts.len() > SATURATED_QUEUE {
+            self.saturated = true;
+        }
         if self.broadcasts.is_empty() {
+            if std::mem::take(&mut self.saturated) {
+                self.push_pull_soon(now);
+            }
             return;
         }
         let to_the_dead = self.config.gossip_to_the_dead;
@@ -180,6 +193,21 @@ impl Swim {
             if self.send(addr, Some(&name), None, None) == 0 {
                 break;
             }
+        }
+    }
+
+    /// After a burst of changes, bring the next push-pull forward to a random point of the next
+    /// eighth of the interval. While the queue was saturated, older facts waited behind newer
+    /// ones and went out late, to whoever was a member by then, so some members may have missed
+    /// them; one full-state exchange per node closes those gaps far sooner than the regular,
+    /// N-scaled interval (minutes at N = 1000).
+    fn push_pull_soon(&mut self, now: Instant) {
+        if self.timers.get(Timer::PushPull).is_none() {
+            return; // not joined, or leaving
+        }
+        let soon = now + self.jitter(self.push_pull_interval() / PUSH_PULL_SOON_DIVISOR);
+        if self.timers.get(Timer::PushPull).is_some_and(|at| at > soon) {
+            self.timers.set(Timer::PushPull, soon);
         }
     }
 

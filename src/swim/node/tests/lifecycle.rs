@@ -247,3 +247,34 @@ fn fuzz_random_bytes_never_panic_and_are_counted() {
     assert!(dropped > rounds / 2, "most random input is dropped");
     assert_eq!(a.local().state, MemberState::Alive);
 }
+
+#[test]
+fn saturated_queue_brings_push_pull_forward() {
+    // (facts injected, push-pull brought forward?)
+    let cases = [(10, false), (40, true)];
+    for (count, forward) in cases {
+        let t0 = Instant::now();
+        let mut a = cluster(t0);
+        let late = t0 + Duration::from_secs(600);
+        a.timers.set(Timer::PushPull, late);
+        let facts: Vec<_> = (0..count)
+            .map(|i| fact(&format!("m{i}"), 5, 1, MemberState::Down))
+            .collect();
+        a.handle_datagram(t0, addr(2), &datagram("b", None, facts));
+        let mut now = t0;
+        while a.pending_broadcasts() > 0 || now < t0 + Duration::from_secs(1) {
+            now = a.poll_timeout().unwrap();
+            a.handle_timeout(now);
+            drain(&mut a);
+        }
+        // Let one more gossip tick see the empty queue.
+        let tick = now + Config::default().gossip_interval;
+        a.handle_timeout(tick);
+        let at = a.timers.get(Timer::PushPull).unwrap();
+        assert_eq!(at < late, forward, "{count} facts");
+        if forward {
+            // Within an eighth of the (N = 4) 30 s interval.
+            assert!(at <= tick + Duration::from_millis(3750), "{:?}", at - tick);
+        }
+    }
+}
