@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use quinn::Endpoint;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::events::log_event;
+use super::events::{log_event, SequencedEvent};
 use super::join::{self, JoinState};
 use super::quic::{self, ExchangeError};
 use super::seeds::Seed;
@@ -84,6 +84,8 @@ pub struct DriverIo {
     pub commands: mpsc::Receiver<Command>,
     /// Where snapshots are published.
     pub snapshots: watch::Sender<Snapshot>,
+    /// Where membership events are broadcast, after the snapshot that contains them.
+    pub events: broadcast::Sender<SequencedEvent>,
 }
 
 /// The task state; see the module docs.
@@ -97,6 +99,7 @@ pub struct Driver {
     join: JoinState,
     leave_deadline: Option<Instant>,
     last_publish: Option<Instant>,
+    last_event_seq: u64,
 }
 
 impl Driver {
@@ -113,6 +116,7 @@ impl Driver {
             join: JoinState::Done,
             leave_deadline: None,
             last_publish: None,
+            last_event_seq: 0,
         }
     }
 
@@ -314,18 +318,27 @@ impl Driver {
         while let Some(peer) = self.core.poll_push_pull() {
             self.spawn_push_pull(peer);
         }
-        let mut changed = force_publish;
+        let mut fresh = Vec::new();
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
-            changed = true;
+            self.last_event_seq += 1;
+            fresh.push(SequencedEvent {
+                seq: self.last_event_seq,
+                event,
+            });
         }
         let now = Instant::now();
         let stale = match self.last_publish {
             Some(at) => now.duration_since(at) >= PUBLISH_INTERVAL,
             None => true,
         };
-        if changed || stale {
+        if force_publish || stale || !fresh.is_empty() {
             self.publish(now);
+        }
+        // Only after the snapshot that contains them: see `EventFeed::subscribe`.
+        for event in fresh {
+            // No receivers is fine: nobody is watching.
+            let _ = self.io.events.send(event);
         }
     }
 
@@ -353,6 +366,7 @@ impl Driver {
             pending_broadcasts: self.core.pending_broadcasts(),
             counters: self.counters.clone(),
             taken_at: now,
+            last_event_seq: self.last_event_seq,
         };
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use quinn::Endpoint;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use driver::Command;
+pub use events::{EventFeed, SequencedEvent};
 pub use seeds::Seed;
 pub use snapshot::{RuntimeCounters, Snapshot};
 
@@ -36,6 +37,9 @@ const SWIM_QUEUE: usize = 1024;
 
 /// Depth of the command queue (API requests, push-pull replies).
 const COMMAND_QUEUE: usize = 64;
+
+/// Events a slow watcher may fall behind by before it must start over from a snapshot.
+const EVENT_QUEUE: usize = 1024;
 
 /// How long closing the QUIC endpoint may wait for peers to learn of the close.
 const CLOSE_GRACE: Duration = Duration::from_millis(300);
@@ -62,6 +66,7 @@ pub struct RuntimeConfig {
 #[derive(Debug)]
 pub struct Runtime {
     snapshots: watch::Receiver<Snapshot>,
+    events: broadcast::Sender<SequencedEvent>,
     commands: mpsc::Sender<Command>,
     driver: JoinHandle<()>,
     endpoint: Endpoint,
@@ -95,6 +100,7 @@ impl Runtime {
         let core = Swim::new(config.swim, identity, rng_seed, now);
         let (snapshot_tx, snapshots) = watch::channel(Snapshot::of_local(core.local(), now));
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
 
         tokio::spawn(quic::serve(
             endpoint.clone(),
@@ -108,6 +114,7 @@ impl Runtime {
             swim_rx,
             commands: command_rx,
             snapshots: snapshot_tx,
+            events: events.clone(),
         };
         let settings = DriverSettings {
             seeds: config.seeds,
@@ -119,6 +126,7 @@ impl Runtime {
         tracing::info!(bind = %local_addr, advertise = %advertise, "mesh socket ready (SWIM + QUIC)");
         Ok(Runtime {
             snapshots,
+            events,
             commands,
             driver,
             endpoint,
@@ -129,6 +137,11 @@ impl Runtime {
     /// A receiver of the snapshots the driver publishes.
     pub fn snapshots(&self) -> watch::Receiver<Snapshot> {
         self.snapshots.clone()
+    }
+
+    /// Snapshots plus the event stream, for watchers that must not miss a change.
+    pub fn feed(&self) -> EventFeed {
+        EventFeed::new(self.snapshots.clone(), self.events.clone())
     }
 
     /// A sender of commands to the driver.

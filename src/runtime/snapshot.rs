@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub counters: RuntimeCounters,
     /// When this snapshot was taken (its age tells how fresh the counters are).
     pub taken_at: Instant,
+    /// Sequence number of the newest event this snapshot already reflects (0: none yet).
+    pub last_event_seq: u64,
 }
 
 impl Snapshot {
@@ -53,6 +55,7 @@ impl Snapshot {
             pending_broadcasts: 0,
             counters: RuntimeCounters::default(),
             taken_at,
+            last_event_seq: 0,
         }
     }
 
