@@ -283,3 +283,18 @@ fn http_shutdown_leaves_gracefully() {
     assert!(exit.success(), "exit status {exit}");
     wait_state_everywhere(&[&nodes[0]], "shut2", "LEAVING", Duration::from_secs(5));
 }
+
+/// SIGINT (Ctrl-C) leaves as gracefully as SIGTERM: peer sees LEAVING, the process exits 0.
+#[test]
+fn sigint_leaves_gracefully() {
+    let mut nodes = start_cluster("int", 18, 2, FAST);
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_until(Duration::from_secs(20), || all_see_alive(&all, 2)).expect("converge");
+
+    nodes[1].signal(libc::SIGINT);
+    let exit = nodes[1]
+        .wait_exit(Duration::from_secs(3))
+        .expect("exits within 3 s");
+    assert!(exit.success(), "exit status {exit}");
+    wait_state_everywhere(&[&nodes[0]], "int2", "LEAVING", Duration::from_secs(5));
+}
