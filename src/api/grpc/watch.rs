@@ -166,7 +166,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let task = tokio::spawn(forward(feed, tx));
         // Wait until the first snapshot is queued, so the watcher has subscribed.
-        while rx.len() == 0 {
+        while rx.is_empty() {
             tokio::task::yield_now().await;
         }
         // Event 1 fills the client's queue; the watcher then waits with the rest buffered
