@@ -4,6 +4,31 @@
 //!
 //! Like the HTTP handlers, it reads published snapshots and the numbered event feed, and sends
 //! commands to the driver; it never touches the core.
+//!
+//! A watcher in Rust (needs tonic's `channel` feature for the connection):
+//!
+//! ```no_run
+//! # async fn watch() -> Result<(), Box<dyn std::error::Error>> {
+//! use meshd::api::grpc::pb::{membership_client::MembershipClient, watch_membership_response::Event};
+//! use meshd::api::grpc::pb::WatchMembershipRequest;
+//!
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.11:39528").connect().await?;
+//! let mut client = MembershipClient::new(channel);
+//! let mut stream = client.watch_membership(WatchMembershipRequest {}).await?.into_inner();
+//! while let Some(message) = stream.message().await? {
+//!     match message.event {
+//!         Some(Event::Snapshot(s)) => println!("{} members as of event {}", s.members.len(), s.last_event_seq),
+//!         Some(Event::Change(c)) => {
+//!             let member = c.member.clone().unwrap_or_default();
+//!             println!("#{} {}: {:?} -> {:?} ({})", c.seq, member.name, c.previous_state(), member.state(), c.reason);
+//!         }
+//!         Some(Event::Reaped(r)) => println!("#{} {} forgotten", r.seq, r.name),
+//!         None => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod convert;
 mod watch;

@@ -254,3 +254,82 @@ async fn http_and_grpc_share_one_port() {
         Some(pb::watch_membership_response::Event::Snapshot(ref s)) if s.members.len() == 1
     ));
 }
+
+/// Through a real driver: SetTags keeps region and zone, raises the incarnation by one, and a
+/// watcher started before sees exactly that change next.
+#[tokio::test]
+async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
+    use crate::runtime::{Runtime, RuntimeConfig};
+    use crate::swim::{self, Identity};
+
+    let bind: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let config = RuntimeConfig {
+        identity: Identity {
+            name: "solo".into(),
+            addr: bind,
+            meta: NodeMeta {
+                region: "eu".into(),
+                zone: "eu-1a".into(),
+                tags: tags(&[("old", "1")]),
+            },
+        },
+        bind,
+        swim: swim::Config::default(),
+        seeds: Vec::new(),
+        leave_timeout: Duration::from_secs(1),
+        exchange_timeout: Duration::from_secs(1),
+    };
+    let runtime = Runtime::start(config).await.expect("runtime starts");
+    let svc = MembershipService::new(runtime.feed(), runtime.commands(), false);
+    let mut snapshots = runtime.snapshots();
+    tokio::time::timeout(
+        WAIT,
+        snapshots.wait_for(|s| s.local.state == MemberState::Alive),
+    )
+    .await
+    .expect("alone node is ALIVE in time")
+    .expect("driver runs");
+
+    let (tx, mut rx) = mpsc::channel(super::watch::WATCH_QUEUE);
+    tokio::spawn(super::watch::forward(runtime.feed(), tx));
+    let first = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time");
+    let Some(Ok(pb::WatchMembershipResponse {
+        event: Some(pb::watch_membership_response::Event::Snapshot(snapshot)),
+    })) = first
+    else {
+        panic!("snapshot first, got {first:?}");
+    };
+
+    let incarnation = svc
+        .set_tags(Request::new(pb::SetTagsRequest {
+            tags: tags(&[("role", "gw")]),
+        }))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .incarnation;
+    assert_eq!(incarnation, 2);
+    let local = svc.feed.snapshot().local;
+    assert_eq!(local.meta.tags, tags(&[("role", "gw")]));
+    assert_eq!(
+        (local.meta.region.as_str(), local.meta.zone.as_str()),
+        ("eu", "eu-1a")
+    );
+
+    let next = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time");
+    let Some(Ok(pb::WatchMembershipResponse {
+        event: Some(pb::watch_membership_response::Event::Change(change)),
+    })) = next
+    else {
+        panic!("a change next, got {next:?}");
+    };
+    assert_eq!(change.seq, snapshot.last_event_seq + 1);
+    assert_eq!(change.reason, "metadata changed");
+    let member = change.member.expect("member");
+    assert_eq!((member.name.as_str(), member.incarnation), ("solo", 2));
+    runtime.close().await;
+}
