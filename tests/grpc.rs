@@ -148,7 +148,8 @@ async fn list_and_watch_see_a_crash_as_suspected_then_down() {
 }
 
 /// SetTags on one node reaches another's ListMembers; bad keys are refused; Leave answers,
-/// then the process exits 0 and its peers list it LEAVING (over gRPC and HTTP/1.1 alike).
+/// then the process exits 0 (even with a watch stream open on it) and its peers list it
+/// LEAVING (over gRPC and HTTP/1.1 alike).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_tags_spreads_and_leave_exits_cleanly() {
     let mut nodes = start_cluster(
@@ -208,6 +209,16 @@ async fn set_tags_spreads_and_leave_exits_cleanly() {
         .expect_err("empty key refused");
     assert_eq!(refused.code(), Code::InvalidArgument);
 
+    // A watcher on the leaving node itself must not hold its exit up.
+    let mut own_watch = third
+        .watch_membership(WatchMembershipRequest {})
+        .await
+        .expect("watch starts")
+        .into_inner();
+    assert!(matches!(
+        next(&mut own_watch, Duration::from_secs(5)).await,
+        Message::Snapshot(_)
+    ));
     third
         .leave(pb::LeaveRequest {})
         .await
@@ -216,6 +227,15 @@ async fn set_tags_spreads_and_leave_exits_cleanly() {
     let exit = tokio::task::block_in_place(|| leaver.wait_exit(Duration::from_secs(5)))
         .expect("gt3 exits within 5 s");
     assert!(exit.success(), "graceful leave exits 0, got {exit}");
+    // Its own watcher saw itself LEAVING before the stream ended with the process.
+    let mut saw_leaving = false;
+    while let Ok(Ok(Some(message))) = timeout(Duration::from_secs(5), own_watch.message()).await {
+        if let Some(Message::Change(change)) = message.event {
+            let member = change.member.expect("a change names its member");
+            saw_leaving |= member.name == "gt3" && member.state() == MemberState::Leaving;
+        }
+    }
+    assert!(saw_leaving, "the leaving node's watcher saw LEAVING");
     for client in [&mut first, &mut second] {
         wait_members(client, "gt3 LEAVING", Duration::from_secs(5), |l| {
             state_of(l, "gt3") == Some(MemberState::Leaving)
