@@ -227,9 +227,14 @@ async fn set_tags_spreads_and_leave_exits_cleanly() {
     let exit = tokio::task::block_in_place(|| leaver.wait_exit(Duration::from_secs(5)))
         .expect("gt3 exits within 5 s");
     assert!(exit.success(), "graceful leave exits 0, got {exit}");
-    // Its own watcher saw itself LEAVING before the stream ended with the process.
+    // Its own watcher saw itself LEAVING, then the stream ended cleanly (status OK).
     let mut saw_leaving = false;
-    while let Ok(Ok(Some(message))) = timeout(Duration::from_secs(5), own_watch.message()).await {
+    loop {
+        let message = timeout(Duration::from_secs(5), own_watch.message())
+            .await
+            .expect("the leaving node's stream ends in time")
+            .expect("the stream ends without an error");
+        let Some(message) = message else { break };
         if let Some(Message::Change(change)) = message.event {
             let member = change.member.expect("a change names its member");
             saw_leaving |= member.name == "gt3" && member.state() == MemberState::Leaving;

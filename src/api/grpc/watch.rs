@@ -4,7 +4,8 @@
 //! channel the gRPC response streams from. It skips events the snapshot already contains; if
 //! the watcher falls so far behind that the event buffer overflows (`Lagged`), it starts over
 //! with a fresh snapshot marked `resync` rather than silently skipping changes. It stops when
-//! the client goes away.
+//! the client goes away, and ends the stream cleanly (status OK) once the driver has stopped,
+//! e.g. after a leave, so the HTTP server can drain instead of cutting the connection.
 
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use tonic::Status;
 
 use super::convert;
 use super::pb::WatchMembershipResponse;
-use crate::runtime::EventFeed;
+use crate::runtime::{EventFeed, SequencedEvent};
 
 /// Messages a watcher's task may queue ahead of a slow client; beyond that the task waits (and
 /// the node's event buffer absorbs changes until it overflows and forces a resync).
@@ -23,8 +24,10 @@ pub const WATCH_QUEUE: usize = 16;
 /// What the gRPC response stream yields.
 pub type WatchItem = Result<WatchMembershipResponse, Status>;
 
-/// Streams `feed` into `out` until the receiver is dropped or the event stream closes.
+/// Streams `feed` into `out` until the receiver is dropped or the driver stops.
 pub async fn forward(feed: EventFeed, out: mpsc::Sender<WatchItem>) {
+    let stopped = feed.stopped();
+    tokio::pin!(stopped);
     let mut resync = false;
     loop {
         let (snapshot, mut events) = feed.subscribe();
@@ -36,14 +39,21 @@ pub async fn forward(feed: EventFeed, out: mpsc::Sender<WatchItem>) {
         loop {
             let received = tokio::select! {
                 _ = out.closed() => return,
+                _ = &mut stopped => {
+                    // Every event the driver produced was broadcast before it stopped: pass
+                    // on what is still buffered, then end the stream.
+                    while let Ok(event) = events.try_recv() {
+                        if !send_event(&out, &event, covered).await {
+                            return;
+                        }
+                    }
+                    return;
+                }
                 received = events.recv() => received,
             };
             match received {
-                // Already in the snapshot the watcher started from.
-                Ok(event) if event.seq <= covered => {}
                 Ok(event) => {
-                    let message = convert::event_message(&event, Instant::now());
-                    if out.send(Ok(message)).await.is_err() {
+                    if !send_event(&out, &event, covered).await {
                         return;
                     }
                 }
@@ -61,6 +71,16 @@ pub async fn forward(feed: EventFeed, out: mpsc::Sender<WatchItem>) {
     }
 }
 
+/// Sends `event` unless the snapshot (up to `covered`) already contains it; false once the
+/// client is gone.
+async fn send_event(out: &mpsc::Sender<WatchItem>, event: &SequencedEvent, covered: u64) -> bool {
+    if event.seq <= covered {
+        return true;
+    }
+    let message = convert::event_message(event, Instant::now());
+    out.send(Ok(message)).await.is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -69,7 +89,7 @@ mod tests {
 
     use super::*;
     use crate::api::grpc::pb::watch_membership_response::Event as Message;
-    use crate::runtime::{SequencedEvent, Snapshot};
+    use crate::runtime::Snapshot;
     use crate::swim::{Event, MemberState, MemberView, NodeMeta};
 
     const WAIT: Duration = Duration::from_secs(5);
@@ -197,5 +217,29 @@ mod tests {
         events.send(reaped(11)).expect("a receiver exists");
         assert_eq!(next(&mut rx).await, "E11");
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_after_the_last_events_once_the_driver_stops() {
+        let (snapshots, events, feed) = fake(16);
+        let (tx, mut rx) = mpsc::channel(WATCH_QUEUE);
+        let task = tokio::spawn(forward(feed, tx));
+        assert_eq!(next(&mut rx).await, "S0");
+        // The driver's last batch, then it stops (its snapshot sender goes away).
+        publish(&snapshots, 2);
+        for seq in 1..=2 {
+            events.send(reaped(seq)).expect("a receiver exists");
+        }
+        drop(snapshots);
+        assert_eq!(next(&mut rx).await, "E1");
+        assert_eq!(next(&mut rx).await, "E2");
+        let end = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("in time");
+        assert!(end.is_none(), "stream ends, got {end:?}");
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("watcher stops with the driver")
+            .expect("watcher did not panic");
     }
 }
