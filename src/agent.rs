@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::grpc::MembershipService;
 use crate::api::{self, ApiState};
 use crate::runtime::{Command, Runtime, RuntimeConfig};
 
@@ -55,11 +56,16 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
         commands: commands.clone(),
         allow_remote_shutdown: config.allow_remote_shutdown,
     };
+    let grpc = MembershipService::new(
+        runtime.feed(),
+        commands.clone(),
+        config.allow_remote_shutdown,
+    );
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let mut http = tokio::spawn(api::serve(listener, state, async {
+    let mut http = tokio::spawn(api::serve_with_grpc(listener, state, grpc, async {
         let _ = http_stopped.await;
     }));
-    tracing::info!(addr = %http_addr, "HTTP API listening");
+    tracing::info!(addr = %http_addr, "HTTP and gRPC API listening");
     tokio::spawn(forward_signals(commands.clone()));
 
     let mut result = tokio::select! {

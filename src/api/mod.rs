@@ -4,6 +4,7 @@
 //! driver; they never touch the core. Every error is JSON `{"error": "..."}`.
 
 mod error;
+pub mod grpc;
 mod health;
 mod shutdown;
 mod status;
@@ -58,6 +59,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Like [`serve`], with the gRPC client API ([`grpc::MembershipService`]) on the same port:
+/// HTTP/1.1 and HTTP/2 requests to `/ha/*` reach the HTTP handlers, gRPC calls the service.
+pub async fn serve_with_grpc(
+    listener: TcpListener,
+    state: ApiState,
+    grpc: grpc::MembershipService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app =
+        grpc::add_routes(router(state), grpc).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

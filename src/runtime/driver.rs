@@ -4,6 +4,7 @@
 //! join tasks), then drains the core's outputs in the documented order and publishes a snapshot.
 //! Nothing else touches the core, so there is no lock.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,6 +46,21 @@ pub enum Command {
     },
     /// Replace this node's metadata.
     SetMeta(NodeMeta),
+    /// Replace this node's tags, keeping region and zone (bumps the incarnation). `reply` gets
+    /// the new incarnation, or an error while the node is leaving.
+    SetTags {
+        /// The new tags, already validated against the wire limits.
+        tags: BTreeMap<String, String>,
+        /// Where to send the outcome.
+        reply: oneshot::Sender<Result<u64, SetTagsRefused>>,
+    },
+}
+
+/// Why the driver refused [`Command::SetTags`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetTagsRefused {
+    /// The node is leaving; its LEAVING entry is final.
+    Leaving,
 }
 
 /// Outcome of a task the driver spawned.
@@ -224,7 +240,26 @@ impl Driver {
                 let _ = reply.send(answer);
             }
             Command::SetMeta(meta) => self.core.set_meta(now, meta),
+            Command::SetTags { tags, reply } => {
+                let _ = reply.send(self.set_tags(now, tags));
+            }
         }
+    }
+
+    fn set_tags(
+        &mut self,
+        now: Instant,
+        tags: BTreeMap<String, String>,
+    ) -> Result<u64, SetTagsRefused> {
+        if self.leave_deadline.is_some() {
+            return Err(SetTagsRefused::Leaving);
+        }
+        let meta = NodeMeta {
+            tags,
+            ..self.core.local().meta
+        };
+        self.core.set_meta(now, meta);
+        Ok(self.core.local().incarnation)
     }
 
     fn on_result(&mut self, result: TaskResult) {

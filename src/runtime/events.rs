@@ -48,6 +48,12 @@ impl EventFeed {
     pub fn snapshot(&self) -> Snapshot {
         self.snapshots.borrow().clone()
     }
+
+    /// Resolves once the driver has stopped: no snapshot or event will follow.
+    pub async fn stopped(&self) {
+        let mut snapshots = self.snapshots.clone();
+        while snapshots.changed().await.is_ok() {}
+    }
 }
 
 /// Upper-case state name used in logs and the HTTP API ("ALIVE", "SUSPECTED", …).

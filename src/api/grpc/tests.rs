@@ -1,0 +1,335 @@
+//! Service tests: tag limits, the leave gate, commands sent to a fake driver, and one server on
+//! 127.0.0.1:0 answering both HTTP/1.1 and gRPC on the same port.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::Code;
+
+use super::pb::membership_client::MembershipClient;
+use super::*;
+use crate::api::{self, ApiState};
+use crate::runtime::Snapshot;
+use crate::swim::{MemberState, MemberView, NodeMeta};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn local() -> MemberView {
+    MemberView {
+        name: "n1".into(),
+        addr: "127.0.0.1:39527".parse().expect("literal address"),
+        state: MemberState::Alive,
+        incarnation: 1,
+        meta: NodeMeta::default(),
+        since: Instant::now(),
+        is_local: true,
+    }
+}
+
+/// A service over a fixed snapshot, and the receiving end of its command channel.
+fn service(allow_remote: bool) -> (MembershipService, mpsc::Receiver<Command>, FakeFeed) {
+    let (snapshots_tx, snapshots) = watch::channel(Snapshot::of_local(local(), Instant::now()));
+    let (events, _) = broadcast::channel(16);
+    let (commands, command_rx) = mpsc::channel(4);
+    let feed = EventFeed::new(snapshots.clone(), events);
+    let svc = MembershipService::new(feed, commands, allow_remote);
+    (
+        svc,
+        command_rx,
+        FakeFeed {
+            _snapshots: snapshots_tx,
+            snapshots,
+        },
+    )
+}
+
+/// Keeps the fake driver's snapshot channel open for the test's duration.
+struct FakeFeed {
+    _snapshots: watch::Sender<Snapshot>,
+    snapshots: watch::Receiver<Snapshot>,
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn from(addr: &str, message: pb::LeaveRequest) -> Request<pb::LeaveRequest> {
+    let mut request = Request::new(message);
+    let addr: SocketAddr = addr.parse().expect("literal address");
+    request.extensions_mut().insert(ConnectInfo(addr));
+    request
+}
+
+#[test]
+fn tags_within_the_wire_limits_pass_and_others_are_invalid() {
+    let long = "k".repeat(MAX_TAG_BYTES + 1);
+    let many: BTreeMap<String, String> = (0..=MAX_TAGS)
+        .map(|i| (format!("k{i}"), String::new()))
+        .collect();
+    let cases: Vec<(&str, BTreeMap<String, String>, bool)> = vec![
+        ("none", tags(&[]), true),
+        ("ordinary", tags(&[("role", "gateway"), ("tier", "")]), true),
+        ("longest key", tags(&[(&long[1..], "v")]), true),
+        ("empty key", tags(&[("", "v")]), false),
+        ("key too long", tags(&[(&long, "v")]), false),
+        ("value too long", tags(&[("k", &long)]), false),
+        ("too many", many, false),
+    ];
+    for (name, tags, ok) in cases {
+        match validate_tags(&tags) {
+            Ok(()) => assert!(ok, "{name}: accepted"),
+            Err(status) => {
+                assert!(!ok, "{name}: refused: {status}");
+                assert_eq!(status.code(), Code::InvalidArgument, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn leave_only_from_loopback_unless_remote_allowed() {
+    let local = "127.0.0.1:5000".parse().ok();
+    let local6 = "[::1]:5000".parse().ok();
+    let remote = "10.1.2.3:5000".parse().ok();
+    assert!(leave_allowed(local, false));
+    assert!(leave_allowed(local6, false));
+    assert!(!leave_allowed(remote, false));
+    assert!(!leave_allowed(None, false));
+    assert!(leave_allowed(remote, true));
+    assert!(leave_allowed(None, true));
+}
+
+#[tokio::test]
+async fn leave_sends_the_command_for_loopback_and_refuses_remote_callers() {
+    let (svc, mut commands, _feed) = service(false);
+    let refused = svc
+        .leave(from("10.1.2.3:5000", pb::LeaveRequest {}))
+        .await
+        .expect_err("remote caller refused");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(commands.try_recv().is_err(), "nothing sent for a refusal");
+
+    svc.leave(from("127.0.0.1:5000", pb::LeaveRequest {}))
+        .await
+        .expect("loopback caller accepted");
+    assert!(matches!(commands.try_recv(), Ok(Command::Leave)));
+
+    let (remote_ok, mut commands, _feed) = service(true);
+    remote_ok
+        .leave(from("10.1.2.3:5000", pb::LeaveRequest {}))
+        .await
+        .expect("allowed by flag");
+    assert!(matches!(commands.try_recv(), Ok(Command::Leave)));
+}
+
+#[tokio::test]
+async fn set_tags_returns_the_drivers_incarnation_and_maps_refusals() {
+    let (svc, mut commands, _feed) = service(false);
+    let driver = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for answer in [Ok(7), Err(SetTagsRefused::Leaving)] {
+            match commands.recv().await {
+                Some(Command::SetTags { tags, reply }) => {
+                    seen.push(tags);
+                    let _ = reply.send(answer);
+                }
+                other => panic!("unexpected command {other:?}"),
+            }
+        }
+        seen
+    });
+    let request = pb::SetTagsRequest {
+        tags: tags(&[("role", "gw")]),
+    };
+    let answer = svc
+        .set_tags(Request::new(request.clone()))
+        .await
+        .expect("accepted");
+    assert_eq!(answer.into_inner().incarnation, 7);
+    let refused = svc
+        .set_tags(Request::new(request))
+        .await
+        .expect_err("leaving");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let bad = svc
+        .set_tags(Request::new(pb::SetTagsRequest {
+            tags: tags(&[("", "x")]),
+        }))
+        .await
+        .expect_err("bad key");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let seen = driver.await.expect("fake driver");
+    assert_eq!(seen, [tags(&[("role", "gw")]), tags(&[("role", "gw")])]);
+}
+
+#[tokio::test]
+async fn set_tags_reports_unavailable_once_the_driver_is_gone() {
+    let (svc, commands, _feed) = service(false);
+    drop(commands);
+    let status = svc
+        .set_tags(Request::new(pb::SetTagsRequest::default()))
+        .await
+        .expect_err("no driver");
+    assert_eq!(status.code(), Code::Unavailable);
+}
+
+/// One listener: HTTP/1.1 `/ha/status` and the JSON 404 still work, and a tonic client over
+/// HTTP/2 lists members and starts a watch on the same port.
+#[tokio::test]
+async fn http_and_grpc_share_one_port() {
+    let (svc, commands, feed) = service(false);
+    let _commands = commands;
+    let (http_commands, _http_rx) = mpsc::channel(4);
+    let state = ApiState {
+        snapshots: feed.snapshots.clone(),
+        commands: http_commands,
+        allow_remote_shutdown: false,
+    };
+    let listener = api::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(api::serve_with_grpc(
+        listener,
+        state,
+        svc,
+        std::future::pending(),
+    ));
+
+    let base = format!("http://{addr}");
+    let http = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let status = agent
+                .get(format!("{base}/ha/status"))
+                .call()
+                .expect("status answers");
+            let missing = agent
+                .get(format!("{base}/nope"))
+                .call()
+                .expect("404 answers");
+            (status.status().as_u16(), missing.status().as_u16())
+        }
+    })
+    .await
+    .expect("http thread");
+    assert_eq!(http, (200, 404));
+
+    let channel = tonic::transport::Endpoint::from_shared(base)
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("h2c connection");
+    let mut client = MembershipClient::new(channel);
+    let list = tokio::time::timeout(WAIT, client.list_members(pb::ListMembersRequest {}))
+        .await
+        .expect("in time")
+        .expect("list answered")
+        .into_inner();
+    assert_eq!(list.local_name, "n1");
+    assert_eq!(list.members.len(), 1);
+    assert_eq!(list.members[0].state(), pb::MemberState::Alive);
+
+    let mut stream = client
+        .watch_membership(pb::WatchMembershipRequest {})
+        .await
+        .expect("watch starts")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("in time")
+        .expect("no error")
+        .expect("one message");
+    assert!(matches!(
+        first.event,
+        Some(pb::watch_membership_response::Event::Snapshot(ref s)) if s.members.len() == 1
+    ));
+}
+
+/// Through a real driver: SetTags keeps region and zone, raises the incarnation by one, and a
+/// watcher started before sees exactly that change next.
+#[tokio::test]
+async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
+    use crate::runtime::{Runtime, RuntimeConfig};
+    use crate::swim::{self, Identity};
+
+    let bind: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let config = RuntimeConfig {
+        identity: Identity {
+            name: "solo".into(),
+            addr: bind,
+            meta: NodeMeta {
+                region: "eu".into(),
+                zone: "eu-1a".into(),
+                tags: tags(&[("old", "1")]),
+            },
+        },
+        bind,
+        swim: swim::Config::default(),
+        seeds: Vec::new(),
+        leave_timeout: Duration::from_secs(1),
+        exchange_timeout: Duration::from_secs(1),
+    };
+    let runtime = Runtime::start(config).await.expect("runtime starts");
+    let svc = MembershipService::new(runtime.feed(), runtime.commands(), false);
+    let mut snapshots = runtime.snapshots();
+    tokio::time::timeout(
+        WAIT,
+        snapshots.wait_for(|s| s.local.state == MemberState::Alive),
+    )
+    .await
+    .expect("alone node is ALIVE in time")
+    .expect("driver runs");
+
+    let (tx, mut rx) = mpsc::channel(super::watch::WATCH_QUEUE);
+    tokio::spawn(super::watch::forward(runtime.feed(), tx));
+    let first = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time");
+    let Some(Ok(pb::WatchMembershipResponse {
+        event: Some(pb::watch_membership_response::Event::Snapshot(snapshot)),
+    })) = first
+    else {
+        panic!("snapshot first, got {first:?}");
+    };
+
+    let incarnation = svc
+        .set_tags(Request::new(pb::SetTagsRequest {
+            tags: tags(&[("role", "gw")]),
+        }))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .incarnation;
+    assert_eq!(incarnation, 2);
+    let local = svc.feed.snapshot().local;
+    assert_eq!(local.meta.tags, tags(&[("role", "gw")]));
+    assert_eq!(
+        (local.meta.region.as_str(), local.meta.zone.as_str()),
+        ("eu", "eu-1a")
+    );
+
+    let next = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time");
+    let Some(Ok(pb::WatchMembershipResponse {
+        event: Some(pb::watch_membership_response::Event::Change(change)),
+    })) = next
+    else {
+        panic!("a change next, got {next:?}");
+    };
+    assert_eq!(change.seq, snapshot.last_event_seq + 1);
+    assert_eq!(change.reason, "metadata changed");
+    let member = change.member.expect("member");
+    assert_eq!((member.name.as_str(), member.incarnation), ("solo", 2));
+    runtime.close().await;
+}
