@@ -1,4 +1,5 @@
-//! The command line: `meshd agent …` (client subcommands will join it later).
+//! The command line: `meshd agent …` runs the daemon; `meshd members`, `leave` and `info` are
+//! clients of a running agent's HTTP API (see [`crate::client`]).
 //!
 //! Every agent flag can also come from an environment variable `MESHD_<FLAG_IN_UPPER_SNAKE>`,
 //! e.g. `MESHD_MESH_PEER_URLS`. Parse errors are clap's (exit 2); semantic checks below print one
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::agent::{self, AgentConfig};
+use crate::client;
 use crate::runtime::quic::EXCHANGE_TIMEOUT;
 use crate::runtime::{entropy, RuntimeConfig, Seed};
 use crate::swim::{self, Identity, NodeMeta};
@@ -37,7 +39,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the membership agent (gossip on the mesh port, HTTP API on --host:--port).
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
+    /// List the members a running agent knows, as a table or JSON.
+    Members(client::members::MembersArgs),
+    /// Ask a running agent to leave the cluster gracefully and exit.
+    Leave(client::leave::LeaveArgs),
+    /// Show a running agent's own state and a summary of its cluster.
+    Info(client::info::InfoArgs),
 }
 
 /// Log line format.
@@ -267,7 +275,10 @@ fn init_logging(format: LogFormat) {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Agent(args) => run_agent(args),
+        Command::Agent(args) => run_agent(*args),
+        Command::Members(args) => client::finish(client::members::run(&args)),
+        Command::Leave(args) => client::finish(client::leave::run(&args)),
+        Command::Info(args) => client::finish(client::info::run(&args)),
     }
 }
 
@@ -310,7 +321,8 @@ mod tests {
         let mut argv = vec!["meshd", "agent"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::Agent(args) => args,
+            Command::Agent(args) => *args,
+            other => panic!("parsed as {other:?}"),
         })
     }
 
