@@ -125,6 +125,11 @@ pub struct AgentArgs {
     /// Base interval of full-state push-pull exchanges
     #[arg(long, env = "MESHD_PUSH_PULL_INTERVAL", default_value = "30s", value_parser = positive_duration)]
     pub push_pull_interval: Duration,
+    /// How often seeds are resolved again once joined (merges split clusters, finds members at
+    /// new IPs); 0s disables
+    #[arg(long, env = "MESHD_SEED_REFRESH_INTERVAL", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pub seed_refresh_interval: Duration,
     /// How long DOWN and LEAVING members stay listed
     #[arg(long, env = "MESHD_RETENTION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -249,6 +254,7 @@ impl AgentArgs {
                 seeds: self.mesh_peer_urls,
                 leave_timeout: self.leave_timeout,
                 exchange_timeout: EXCHANGE_TIMEOUT,
+                seed_refresh_interval: self.seed_refresh_interval,
             },
             http: SocketAddr::new(self.host, self.port),
             allow_remote_shutdown: self.allow_remote_shutdown,
@@ -342,6 +348,7 @@ mod tests {
         assert!(rt.identity.name.starts_with("Mesh_") && rt.identity.name.len() == 9);
         assert!(rt.seeds.is_empty());
         assert_eq!(rt.leave_timeout, Duration::from_secs(2));
+        assert_eq!(rt.seed_refresh_interval, Duration::from_secs(30));
         assert_eq!(config.http, "127.0.0.1:39528".parse().expect("addr"));
         assert!(!config.allow_remote_shutdown);
     }
@@ -397,6 +404,8 @@ mod tests {
             "1h",
             "--leave-timeout",
             "1500ms",
+            "--seed-refresh-interval",
+            "2m",
             "--log-format",
             "json",
             "--allow-remote-shutdown",
@@ -427,6 +436,7 @@ mod tests {
         assert_eq!(rt.swim.push_pull_interval, Duration::from_secs(60));
         assert_eq!(rt.swim.retention, Duration::from_secs(3600));
         assert_eq!(rt.leave_timeout, Duration::from_millis(1500));
+        assert_eq!(rt.seed_refresh_interval, Duration::from_secs(120));
         assert!(config.allow_remote_shutdown);
     }
 
@@ -456,6 +466,7 @@ mod tests {
             &["--tag", "=v"],
             &["--probe-interval", "fast"],
             &["--probe-interval", "0s"],
+            &["--seed-refresh-interval", "often"],
             &["--suspicion-mult", "0"],
             &["--log-format", "xml"],
             &["--unknown-flag"],
@@ -501,6 +512,13 @@ mod tests {
         let args = parse(&LOCAL);
         std::env::remove_var("MESHD_REGION");
         assert_eq!(args.expect("valid").region, "from-env");
+    }
+
+    #[test]
+    fn seed_refresh_zero_disables() {
+        let config =
+            config(&[&LOCAL[..], &["--seed-refresh-interval", "0s"]].concat()).expect("0s");
+        assert!(config.runtime.seed_refresh_interval.is_zero());
     }
 
     #[test]
