@@ -20,7 +20,7 @@ use super::rejoin::{self, SeedRefresh};
 use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
-use crate::swim::{MemberState, NodeMeta, Swim};
+use crate::swim::{MemberState, MemberView, NodeMeta, Swim};
 
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
@@ -366,7 +366,7 @@ impl Driver {
             return;
         }
         let chosen = rejoin::choose(
-            &resolved,
+            &self.refresh.not_in_flight(&resolved),
             self.settings.advertise,
             &self.core.members(),
             rejoin::MAX_CONTACTS_PER_REFRESH,
@@ -380,6 +380,7 @@ impl Driver {
         let payload = self.core.push_pull_payload();
         let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
         for peer in chosen {
+            self.refresh.contact_started(peer);
             let payload = payload.clone();
             let endpoint = self.io.endpoint.clone();
             let results = self.results_tx.clone();
@@ -396,6 +397,7 @@ impl Driver {
         peer: SocketAddr,
         result: Result<Vec<u8>, ExchangeError>,
     ) {
+        self.refresh.contact_ended(peer);
         let reply = match result {
             Ok(reply) => reply,
             Err(err) => {
@@ -404,19 +406,20 @@ impl Driver {
                 return;
             }
         };
-        let before: Vec<String> = self.core.members().into_iter().map(|m| m.name).collect();
+        let entry = |m: &MemberView| (m.name.clone(), m.addr, m.state, m.incarnation);
+        let before: Vec<_> = self.core.members().iter().map(entry).collect();
         match self.core.handle_push_pull(now, &reply) {
             Ok(()) => {
                 self.counters.push_pull_ok += 1;
-                let learned = self
+                let changed = self
                     .core
                     .members()
                     .iter()
-                    .filter(|m| !before.contains(&m.name))
+                    .filter(|m| !before.contains(&entry(m)))
                     .count();
                 tracing::info!(
                     %peer,
-                    new_members = learned,
+                    members_new_or_changed = changed,
                     "seed refresh: merged with an address no live member had"
                 );
             }

@@ -71,6 +71,9 @@ pub struct SeedRefresh {
     resolving: bool,
     /// Refreshes started so far: the rotation cursor for [`choose`].
     rounds: usize,
+    /// Addresses with an exchange still running, not contacted again until it ends (matters
+    /// when the interval is shorter than an exchange's timeout).
+    contacting: Vec<SocketAddr>,
 }
 
 impl SeedRefresh {
@@ -81,6 +84,7 @@ impl SeedRefresh {
             next_at: None,
             resolving: false,
             rounds: 0,
+            contacting: Vec::new(),
         }
     }
 
@@ -118,6 +122,25 @@ impl SeedRefresh {
         let cursor = self.rounds;
         self.rounds = self.rounds.wrapping_add(1);
         cursor
+    }
+
+    /// Drops from `resolved` the addresses whose exchange is still running.
+    pub fn not_in_flight(&self, resolved: &[SocketAddr]) -> Vec<SocketAddr> {
+        resolved
+            .iter()
+            .filter(|a| !self.contacting.contains(a))
+            .copied()
+            .collect()
+    }
+
+    /// An exchange with `addr` starts.
+    pub fn contact_started(&mut self, addr: SocketAddr) {
+        self.contacting.push(addr);
+    }
+
+    /// The exchange with `addr` ended (answered or not).
+    pub fn contact_ended(&mut self, addr: SocketAddr) {
+        self.contacting.retain(|a| *a != addr);
     }
 }
 
@@ -237,6 +260,12 @@ mod tests {
         assert_eq!(refresh.resolved(), 0);
         assert!(refresh.poll(t0 + every * 2, true));
         assert_eq!(refresh.resolved(), 1, "cursor advances per refresh");
+        // An address being contacted is left out until its exchange ends.
+        let (a, b) = (addr(2), addr(3));
+        refresh.contact_started(a);
+        assert_eq!(refresh.not_in_flight(&[a, b]), [b]);
+        refresh.contact_ended(a);
+        assert_eq!(refresh.not_in_flight(&[a, b]), [a, b]);
         // Leaving (inactive) disarms.
         assert!(!refresh.poll(t0 + every * 3, false));
         assert_eq!(refresh.wake_at(), None);
