@@ -58,7 +58,7 @@ pub fn run(args: &LeaveArgs) -> Result<(), ClientError> {
             std::thread::sleep(WAIT_POLL);
         }
         println!(
-            "{node} has stopped (after {:.1}s)",
+            "{node} no longer answers (after {:.1}s)",
             started.elapsed().as_secs_f64()
         );
     }
