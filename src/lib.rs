@@ -7,8 +7,8 @@
 
 pub mod agent;
 pub mod api;
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod runtime;
 pub mod sim;
 pub mod swim;
