@@ -1,4 +1,5 @@
-//! The command line: `meshd agent …` (client subcommands will join it later).
+//! The command line: `meshd agent …` runs the daemon; `meshd members`, `leave` and `info` are
+//! clients of a running agent's HTTP API (see [`crate::client`]).
 //!
 //! Every agent flag can also come from an environment variable `MESHD_<FLAG_IN_UPPER_SNAKE>`,
 //! e.g. `MESHD_MESH_PEER_URLS`. Parse errors are clap's (exit 2); semantic checks below print one
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::agent::{self, AgentConfig};
+use crate::client;
 use crate::runtime::quic::EXCHANGE_TIMEOUT;
 use crate::runtime::{entropy, RuntimeConfig, Seed};
 use crate::swim::{self, Identity, NodeMeta};
@@ -37,7 +39,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the membership agent (gossip on the mesh port, HTTP API on --host:--port).
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
+    /// List the members a running agent knows, as a table or JSON.
+    Members(client::members::MembersArgs),
+    /// Ask a running agent to leave the cluster gracefully and exit.
+    Leave(client::leave::LeaveArgs),
+    /// Show a running agent's own state and a summary of its cluster.
+    Info(client::info::InfoArgs),
 }
 
 /// Log line format.
@@ -117,6 +125,11 @@ pub struct AgentArgs {
     /// Base interval of full-state push-pull exchanges
     #[arg(long, env = "MESHD_PUSH_PULL_INTERVAL", default_value = "30s", value_parser = positive_duration)]
     pub push_pull_interval: Duration,
+    /// How often seeds are resolved again once joined (merges split clusters, finds members at
+    /// new IPs); 0s disables
+    #[arg(long, env = "MESHD_SEED_REFRESH_INTERVAL", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pub seed_refresh_interval: Duration,
     /// How long DOWN and LEAVING members stay listed
     #[arg(long, env = "MESHD_RETENTION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -241,6 +254,7 @@ impl AgentArgs {
                 seeds: self.mesh_peer_urls,
                 leave_timeout: self.leave_timeout,
                 exchange_timeout: EXCHANGE_TIMEOUT,
+                seed_refresh_interval: self.seed_refresh_interval,
             },
             http: SocketAddr::new(self.host, self.port),
             allow_remote_shutdown: self.allow_remote_shutdown,
@@ -267,7 +281,10 @@ fn init_logging(format: LogFormat) {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Agent(args) => run_agent(args),
+        Command::Agent(args) => run_agent(*args),
+        Command::Members(args) => client::finish(client::members::run(&args)),
+        Command::Leave(args) => client::finish(client::leave::run(&args)),
+        Command::Info(args) => client::finish(client::info::run(&args)),
     }
 }
 
@@ -310,7 +327,8 @@ mod tests {
         let mut argv = vec!["meshd", "agent"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::Agent(args) => args,
+            Command::Agent(args) => *args,
+            other => panic!("parsed as {other:?}"),
         })
     }
 
@@ -330,6 +348,7 @@ mod tests {
         assert!(rt.identity.name.starts_with("Mesh_") && rt.identity.name.len() == 9);
         assert!(rt.seeds.is_empty());
         assert_eq!(rt.leave_timeout, Duration::from_secs(2));
+        assert_eq!(rt.seed_refresh_interval, Duration::from_secs(30));
         assert_eq!(config.http, "127.0.0.1:39528".parse().expect("addr"));
         assert!(!config.allow_remote_shutdown);
     }
@@ -385,6 +404,8 @@ mod tests {
             "1h",
             "--leave-timeout",
             "1500ms",
+            "--seed-refresh-interval",
+            "2m",
             "--log-format",
             "json",
             "--allow-remote-shutdown",
@@ -415,6 +436,7 @@ mod tests {
         assert_eq!(rt.swim.push_pull_interval, Duration::from_secs(60));
         assert_eq!(rt.swim.retention, Duration::from_secs(3600));
         assert_eq!(rt.leave_timeout, Duration::from_millis(1500));
+        assert_eq!(rt.seed_refresh_interval, Duration::from_secs(120));
         assert!(config.allow_remote_shutdown);
     }
 
@@ -444,6 +466,7 @@ mod tests {
             &["--tag", "=v"],
             &["--probe-interval", "fast"],
             &["--probe-interval", "0s"],
+            &["--seed-refresh-interval", "often"],
             &["--suspicion-mult", "0"],
             &["--log-format", "xml"],
             &["--unknown-flag"],
@@ -489,6 +512,13 @@ mod tests {
         let args = parse(&LOCAL);
         std::env::remove_var("MESHD_REGION");
         assert_eq!(args.expect("valid").region, "from-env");
+    }
+
+    #[test]
+    fn seed_refresh_zero_disables() {
+        let config =
+            config(&[&LOCAL[..], &["--seed-refresh-interval", "0s"]].concat()).expect("0s");
+        assert!(config.runtime.seed_refresh_interval.is_zero());
     }
 
     #[test]

@@ -15,12 +15,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::events::{log_event, SequencedEvent};
-use super::join::{self, JoinState};
+use super::join::{self, JoinState, RoundFailure};
 use super::quic::{self, ExchangeError};
-use super::seeds::Seed;
+use super::rejoin::{self, SeedRefresh};
+use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
-use crate::swim::{MemberState, NodeMeta, Swim};
+use crate::swim::{MemberState, MemberView, NodeMeta, Swim};
 
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
@@ -72,6 +73,13 @@ enum TaskResult {
     },
     /// A join round: the first seed that answered with its reply, or every address tried.
     Join(join::RoundResult),
+    /// A seed refresh's DNS lookup finished (our own address excluded).
+    SeedsResolved(Vec<SocketAddr>),
+    /// A seed refresh's push-pull with an address no live member has.
+    SeedExchange {
+        peer: SocketAddr,
+        result: Result<Vec<u8>, ExchangeError>,
+    },
 }
 
 /// The driver's fixed settings.
@@ -84,6 +92,8 @@ pub struct DriverSettings {
     pub leave_timeout: Duration,
     /// Bound on each push-pull exchange.
     pub exchange_timeout: Duration,
+    /// How often seeds are resolved again once in a cluster; zero disables it.
+    pub seed_refresh_interval: Duration,
 }
 
 /// Channels and handles the driver works with.
@@ -113,6 +123,7 @@ pub struct Driver {
     results_tx: mpsc::UnboundedSender<TaskResult>,
     results_rx: mpsc::UnboundedReceiver<TaskResult>,
     join: JoinState,
+    refresh: SeedRefresh,
     leave_deadline: Option<Instant>,
     last_publish: Option<Instant>,
     last_event_seq: u64,
@@ -122,6 +133,7 @@ impl Driver {
     /// Wraps a core in state INIT.
     pub fn new(core: Swim, io: DriverIo, settings: DriverSettings) -> Self {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
+        let refresh = SeedRefresh::new(settings.seed_refresh_interval);
         Driver {
             core,
             io,
@@ -130,6 +142,7 @@ impl Driver {
             results_tx,
             results_rx,
             join: JoinState::Done,
+            refresh,
             leave_deadline: None,
             last_publish: None,
             last_event_seq: 0,
@@ -180,6 +193,9 @@ impl Driver {
         if let Some(deadline) = self.leave_deadline {
             wake = wake.min(deadline);
         }
+        if let Some(at) = self.refresh.wake_at() {
+            wake = wake.min(at);
+        }
         wake
     }
 
@@ -206,6 +222,9 @@ impl Driver {
         self.core.handle_timeout(now);
         if self.join.wake_at().is_some_and(|at| at <= now) {
             self.start_join_round();
+        }
+        if self.refresh.poll(now, self.refresh_applies()) {
+            self.start_seed_refresh();
         }
     }
 
@@ -297,10 +316,13 @@ impl Driver {
                 }
             },
             TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
+            TaskResult::SeedsResolved(resolved) => self.on_seeds_resolved(resolved),
+            TaskResult::SeedExchange { peer, result } => self.on_seed_exchange(now, peer, result),
         }
     }
 
-    fn join_round_failed(&mut self, now: Instant, tried: Vec<SocketAddr>) {
+    fn join_round_failed(&mut self, now: Instant, failure: impl Into<RoundFailure>) {
+        let failure = failure.into();
         let JoinState::InFlight(backoff) = &self.join else {
             return;
         };
@@ -312,10 +334,20 @@ impl Driver {
             self.join = JoinState::Done;
             return;
         }
+        if failure.only_self {
+            if self.settings.seed_refresh_interval.is_zero() {
+                tracing::info!("seeds resolve only to this node: starting as a cluster of one");
+            } else {
+                tracing::info!("{}", join::ONLY_SELF_LINE);
+            }
+            self.core.start_alone(now);
+            self.join = JoinState::Done;
+            return;
+        }
         let delay = backoff.next_delay();
         tracing::info!(
             "{}",
-            join::progress_line(&tried, &self.settings.seeds, delay)
+            join::progress_line(&failure.tried, &self.settings.seeds, delay)
         );
         self.join = JoinState::WaitUntil(now + delay, backoff);
     }
@@ -340,6 +372,97 @@ impl Driver {
             let result = join::round(&endpoint, &seeds, own, &payload, timeout).await;
             let _ = results.send(TaskResult::Join(result));
         });
+    }
+
+    /// Seed refresh runs once this node is in a cluster through seeds, until it leaves.
+    fn refresh_applies(&self) -> bool {
+        !self.settings.seeds.is_empty()
+            && self.leave_deadline.is_none()
+            && matches!(
+                self.core.local().state,
+                MemberState::Alive | MemberState::Suspected
+            )
+    }
+
+    /// Resolves the seeds in a task; [`Self::on_seeds_resolved`] picks whom to contact.
+    fn start_seed_refresh(&self) {
+        let seeds = self.settings.seeds.clone();
+        let own = self.settings.advertise;
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let resolved = seeds::resolve(&seeds, own).await;
+            let _ = results.send(TaskResult::SeedsResolved(resolved));
+        });
+    }
+
+    fn on_seeds_resolved(&mut self, resolved: Vec<SocketAddr>) {
+        let cursor = self.refresh.resolved();
+        if !self.refresh_applies() {
+            return;
+        }
+        let chosen = rejoin::choose(
+            &self.refresh.not_in_flight(&resolved),
+            self.settings.advertise,
+            &self.core.members(),
+            rejoin::MAX_CONTACTS_PER_REFRESH,
+            cursor,
+        );
+        tracing::debug!(
+            resolved = %join_addrs(&resolved),
+            contacting = %join_addrs(&chosen),
+            "seed refresh"
+        );
+        let payload = self.core.push_pull_payload();
+        let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
+        for peer in chosen {
+            self.refresh.contact_started(peer);
+            let payload = payload.clone();
+            let endpoint = self.io.endpoint.clone();
+            let results = self.results_tx.clone();
+            tokio::spawn(async move {
+                let result = quic::exchange(&endpoint, peer, &payload, timeout).await;
+                let _ = results.send(TaskResult::SeedExchange { peer, result });
+            });
+        }
+    }
+
+    fn on_seed_exchange(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        result: Result<Vec<u8>, ExchangeError>,
+    ) {
+        self.refresh.contact_ended(peer);
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.counters.push_pull_failed += 1;
+                tracing::debug!(%peer, error = %err, "seed refresh: address did not answer");
+                return;
+            }
+        };
+        let entry = |m: &MemberView| (m.name.clone(), m.addr, m.state, m.incarnation);
+        let before: Vec<_> = self.core.members().iter().map(entry).collect();
+        match self.core.handle_push_pull(now, &reply) {
+            Ok(()) => {
+                self.counters.push_pull_ok += 1;
+                let changed = self
+                    .core
+                    .members()
+                    .iter()
+                    .filter(|m| !before.contains(&entry(m)))
+                    .count();
+                tracing::info!(
+                    %peer,
+                    members_new_or_changed = changed,
+                    "seed refresh: merged with an address no live member had"
+                );
+            }
+            Err(reason) => {
+                self.counters.push_pull_failed += 1;
+                tracing::debug!(%peer, ?reason, "seed refresh: rejected push-pull reply");
+            }
+        }
     }
 
     /// Drains the core's outputs in contract order, then publishes a snapshot if due.
@@ -406,4 +529,10 @@ impl Driver {
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);
     }
+}
+
+/// Addresses as one comma-separated log field.
+fn join_addrs(addrs: &[SocketAddr]) -> String {
+    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    list.join(",")
 }

@@ -45,8 +45,27 @@ impl JoinState {
     }
 }
 
-/// Outcome of one round: the seed that answered and its reply, or every address tried.
-pub type RoundResult = Result<(SocketAddr, Vec<u8>), Vec<SocketAddr>>;
+/// Outcome of one round: the seed that answered and its reply, or why none did.
+pub type RoundResult = Result<(SocketAddr, Vec<u8>), RoundFailure>;
+
+/// Why a round did not join.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundFailure {
+    /// Every address tried (our own excluded), in order.
+    pub tried: Vec<SocketAddr>,
+    /// The seeds resolved, but only to this node's own address: there is nobody to join, as
+    /// for a single-replica StatefulSet whose headless Service lists just itself.
+    pub only_self: bool,
+}
+
+impl From<Vec<SocketAddr>> for RoundFailure {
+    fn from(tried: Vec<SocketAddr>) -> Self {
+        RoundFailure {
+            tried,
+            only_self: false,
+        }
+    }
+}
 
 /// Resolves the seeds (skipping `own`) and tries each address in order until one answers.
 pub async fn round(
@@ -56,15 +75,26 @@ pub async fn round(
     payload: &[u8],
     timeout: Duration,
 ) -> RoundResult {
-    let addrs = seeds::resolve(seeds, own).await;
+    let resolved = seeds::resolve_all(seeds).await;
+    let addrs: Vec<SocketAddr> = resolved.iter().copied().filter(|a| *a != own).collect();
+    if addrs.is_empty() && !resolved.is_empty() {
+        return Err(RoundFailure {
+            tried: addrs,
+            only_self: true,
+        });
+    }
     for addr in &addrs {
         match quic::exchange(endpoint, *addr, payload, timeout).await {
             Ok(reply) => return Ok((*addr, reply)),
             Err(err) => tracing::debug!(seed = %addr, error = %err, "seed did not answer"),
         }
     }
-    Err(addrs)
+    Err(addrs.into())
 }
+
+/// The line logged when the seeds name only this node and it starts alone.
+pub const ONLY_SELF_LINE: &str =
+    "seeds resolve only to this node: starting as a cluster of one; will keep re-resolving seeds";
 
 /// The one progress line logged per failed round.
 pub fn progress_line(tried: &[SocketAddr], seeds: &[Seed], delay: Duration) -> String {

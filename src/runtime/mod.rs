@@ -9,6 +9,7 @@ pub mod entropy;
 pub mod events;
 pub mod join;
 pub mod quic;
+pub mod rejoin;
 pub mod seeds;
 pub mod snapshot;
 pub mod socket;
@@ -60,6 +61,9 @@ pub struct RuntimeConfig {
     pub leave_timeout: Duration,
     /// Bound on each push-pull exchange.
     pub exchange_timeout: Duration,
+    /// How often seeds are resolved again once joined, to merge split clusters and find members
+    /// at new addresses ([`rejoin`]); zero disables it.
+    pub seed_refresh_interval: Duration,
 }
 
 /// A running node: the driver task, the QUIC endpoint and the channels to talk to them.
@@ -121,6 +125,7 @@ impl Runtime {
             advertise,
             leave_timeout: config.leave_timeout,
             exchange_timeout: config.exchange_timeout,
+            seed_refresh_interval: config.seed_refresh_interval,
         };
         let driver = tokio::spawn(Driver::new(core, io, settings).run());
         tracing::info!(bind = %local_addr, advertise = %advertise, "mesh socket ready (SWIM + QUIC)");

@@ -68,12 +68,19 @@ impl FromStr for Seed {
 /// Resolves every seed, drops `own` (our advertise address) and duplicates, keeps order.
 /// Unresolvable entries are logged at debug and skipped: they may appear in DNS later.
 pub async fn resolve(seeds: &[Seed], own: SocketAddr) -> Vec<SocketAddr> {
+    let mut out = resolve_all(seeds).await;
+    out.retain(|addr| *addr != own);
+    out
+}
+
+/// Resolves every seed, keeping our own address if it is listed; drops duplicates, keeps order.
+pub async fn resolve_all(seeds: &[Seed]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for seed in seeds {
         match tokio::net::lookup_host((seed.host.as_str(), seed.port)).await {
             Ok(addrs) => {
                 for addr in addrs {
-                    if addr != own && !out.contains(&addr) {
+                    if !out.contains(&addr) {
                         out.push(addr);
                     }
                 }

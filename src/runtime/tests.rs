@@ -41,6 +41,7 @@ fn config(name: &str, port: u16, seeds: &[SocketAddr]) -> RuntimeConfig {
             .collect(),
         leave_timeout: Duration::from_secs(2),
         exchange_timeout: Duration::from_secs(2),
+        seed_refresh_interval: Duration::ZERO,
     }
 }
 
@@ -203,4 +204,76 @@ async fn seeds_given_as_dns_names_resolve() {
     .await;
     named.close().await;
     seed.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_resolving_only_to_this_node_start_alone() {
+    // A single-replica StatefulSet: the headless Service lists only the pod itself.
+    let port = free_port();
+    let own = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cfg = config("solo", port, &[own]);
+    cfg.seeds.push(Seed {
+        host: "localhost".into(),
+        port,
+    });
+    let solo = Runtime::start(cfg).await.expect("start solo");
+    let mut rx = solo.snapshots();
+    wait_for(&mut rx, "solo ALIVE on its own", |s| {
+        s.local.state == MemberState::Alive
+    })
+    .await;
+    assert_eq!(rx.borrow().members.len(), 1);
+    solo.close().await;
+}
+
+/// Starts `seed`; `joiner` seeded with [seed, late] joins it; then `late` starts alone. Returns
+/// the three runtimes once `late` is up, with `joiner` refreshing seeds every `refresh`.
+async fn formed_apart(refresh: Duration) -> [Runtime; 3] {
+    let late_port = free_port();
+    let late_addr = SocketAddr::from(([127, 0, 0, 1], late_port));
+    let seed = Runtime::start(config("seed", 0, &[]))
+        .await
+        .expect("start seed");
+    let mut cfg = config("joiner", 0, &[seed.local_addr(), late_addr]);
+    cfg.seed_refresh_interval = refresh;
+    let joiner = Runtime::start(cfg).await.expect("start joiner");
+    wait_for(&mut joiner.snapshots(), "joiner joined seed", |s| {
+        all_alive(s, &["joiner", "seed"])
+    })
+    .await;
+    let late = Runtime::start(config("late", late_port, &[]))
+        .await
+        .expect("start late");
+    [seed, joiner, late]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_refresh_merges_a_cluster_that_formed_apart() {
+    // `joiner` joined `seed` (first in its list) before `late` existed; `late` then started
+    // alone. Join rounds are over and neither side knows an address on the other: only
+    // re-resolving the seeds brings the two clusters together.
+    let nodes = formed_apart(Duration::from_millis(300)).await;
+    for node in &nodes {
+        wait_for(&mut node.snapshots(), "all three ALIVE everywhere", |s| {
+            all_alive(s, &["joiner", "late", "seed"])
+        })
+        .await;
+    }
+    for node in nodes {
+        node.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_seed_refresh_a_cluster_that_formed_apart_stays_split() {
+    // The control for the test above: the same start with refreshing off stays two clusters.
+    let nodes = formed_apart(Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late = nodes[2].snapshots().borrow().clone();
+    assert_eq!(late.members.len(), 1, "late alone: {:?}", late.members);
+    let joiner = nodes[1].snapshots().borrow().clone();
+    assert_eq!(state_of(&joiner, "late"), None);
+    for node in nodes {
+        node.close().await;
+    }
 }
