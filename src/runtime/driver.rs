@@ -209,6 +209,7 @@ impl Driver {
                 payload,
                 reply,
             } => {
+                self.counters.stream_received(payload.len());
                 let answer = match self.core.handle_push_pull(now, &payload) {
                     Ok(()) => {
                         self.counters.push_pull_ok += 1;
@@ -220,6 +221,9 @@ impl Driver {
                         None
                     }
                 };
+                if let Some(answer) = &answer {
+                    self.counters.stream_sent(answer.len());
+                }
                 // The QUIC task may have timed out meanwhile; nothing to do then.
                 let _ = reply.send(answer);
             }
@@ -233,13 +237,16 @@ impl Driver {
             TaskResult::PushPull {
                 peer,
                 result: Ok(reply),
-            } => match self.core.handle_push_pull(now, &reply) {
-                Ok(()) => self.counters.push_pull_ok += 1,
-                Err(reason) => {
-                    self.counters.push_pull_failed += 1;
-                    tracing::debug!(%peer, ?reason, "rejected push-pull reply");
+            } => {
+                self.counters.stream_received(reply.len());
+                match self.core.handle_push_pull(now, &reply) {
+                    Ok(()) => self.counters.push_pull_ok += 1,
+                    Err(reason) => {
+                        self.counters.push_pull_failed += 1;
+                        tracing::debug!(%peer, ?reason, "rejected push-pull reply");
+                    }
                 }
-            },
+            }
             TaskResult::PushPull {
                 peer,
                 result: Err(err),
@@ -249,18 +256,21 @@ impl Driver {
             }
             // A round that ends after a leave began is moot.
             TaskResult::Join(_) if !self.join.in_flight() => {}
-            TaskResult::Join(Ok((seed, reply))) => match self.core.handle_push_pull(now, &reply) {
-                Ok(()) => {
-                    self.counters.push_pull_ok += 1;
-                    tracing::info!(%seed, "joined cluster");
-                    self.join = JoinState::Done;
+            TaskResult::Join(Ok((seed, reply))) => {
+                self.counters.stream_received(reply.len());
+                match self.core.handle_push_pull(now, &reply) {
+                    Ok(()) => {
+                        self.counters.push_pull_ok += 1;
+                        tracing::info!(%seed, "joined cluster");
+                        self.join = JoinState::Done;
+                    }
+                    Err(reason) => {
+                        self.counters.push_pull_failed += 1;
+                        tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
+                        self.join_round_failed(now, vec![seed]);
+                    }
                 }
-                Err(reason) => {
-                    self.counters.push_pull_failed += 1;
-                    tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
-                    self.join_round_failed(now, vec![seed]);
-                }
-            },
+            }
             TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
         }
     }
@@ -296,6 +306,7 @@ impl Driver {
         }
         self.join = JoinState::InFlight(backoff.clone());
         let payload = self.core.push_pull_payload();
+        self.counters.stream_sent(payload.len());
         let seeds = self.settings.seeds.clone();
         let own = self.settings.advertise;
         let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
@@ -342,8 +353,9 @@ impl Driver {
         }
     }
 
-    fn spawn_push_pull(&self, peer: SocketAddr) {
+    fn spawn_push_pull(&mut self, peer: SocketAddr) {
         let payload = self.core.push_pull_payload();
+        self.counters.stream_sent(payload.len());
         let endpoint = self.io.endpoint.clone();
         let timeout = self.settings.exchange_timeout;
         let results = self.results_tx.clone();
