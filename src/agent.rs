@@ -6,11 +6,13 @@
 //! once.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{self, ApiState};
+use crate::metrics::Metrics;
 use crate::runtime::{Command, Runtime, RuntimeConfig};
 
 /// How long in-flight HTTP requests may take once shutdown starts.
@@ -50,10 +52,13 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     );
     let mut runtime = Runtime::start(config.runtime).await?;
     let commands = runtime.commands();
+    let metrics = Arc::new(Metrics::new());
+    tokio::spawn(metrics.clone().follow(runtime.feed()));
     let state = ApiState {
         snapshots: runtime.snapshots(),
         commands: commands.clone(),
         allow_remote_shutdown: config.allow_remote_shutdown,
+        metrics,
     };
     let (stop_http, http_stopped) = oneshot::channel::<()>();
     let mut http = tokio::spawn(api::serve(listener, state, async {
