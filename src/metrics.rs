@@ -73,7 +73,11 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let metrics = Metrics { recorder, handle };
-        metrics.with(describe);
+        metrics.with(|| {
+            describe();
+            // Exported from the start, so a rate() over it has a zero to start from.
+            counter!("router_mesh_peer_reconnects_total").absolute(0);
+        });
         metrics
     }
 
