@@ -148,4 +148,50 @@ fn prometheus_counts_six_connected_peers() {
     // Every node counts itself among the ALIVE members, as the alert rules assume.
     let alive = prometheus.query_scalar("min(meshd_members{state=\"alive\"})");
     assert_eq!(alive.as_deref(), Some("3"));
+    // Every scrape succeeds, the hand-rendered round-trip histogram included.
+    assert_eq!(prometheus.query_scalar("sum(up)").as_deref(), Some("3"));
+    let rtt = "count(meshd_probe_rtt_seconds_bucket{le=\"+Inf\"})";
+    assert_eq!(prometheus.query_scalar(rtt).as_deref(), Some("3"));
+}
+
+/// `promtool check metrics` (Prometheus' own linter) finds nothing wrong with a node's output.
+#[test]
+fn promtool_accepts_the_exposition() {
+    let nodes = start_cluster("lint", SUBNET + 1, 2, FAST);
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_until(Duration::from_secs(20), || all_see_alive(&all, 2)).expect("2 nodes converge");
+    // Wait for a direct ack, so the round-trip histogram has data too.
+    wait_until(Duration::from_secs(5), || {
+        nodes[0]
+            .metric("meshd_probe_rtt_seconds_count", "")
+            .is_some_and(|n| n > 0.0)
+    })
+    .expect("a probe round trip is recorded");
+    let (_, text) = nodes[0].get_text("/metrics").expect("/metrics answers");
+    let promtool = which("promtool").unwrap_or_else(|| {
+        panic!("the `promtool` binary is missing: run `bash .ci/install-test-deps` (as root)")
+    });
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool finishes");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {}\n{report}\n--- input ---\n{text}",
+        out.status
+    );
 }
