@@ -233,20 +233,24 @@ impl Driver {
 
     fn on_result(&mut self, result: TaskResult) {
         let now = Instant::now();
+        if let TaskResult::PushPull {
+            result: Ok(reply), ..
+        }
+        | TaskResult::Join(Ok((_, reply))) = &result
+        {
+            self.counters.stream_received(reply.len());
+        }
         match result {
             TaskResult::PushPull {
                 peer,
                 result: Ok(reply),
-            } => {
-                self.counters.stream_received(reply.len());
-                match self.core.handle_push_pull(now, &reply) {
-                    Ok(()) => self.counters.push_pull_ok += 1,
-                    Err(reason) => {
-                        self.counters.push_pull_failed += 1;
-                        tracing::debug!(%peer, ?reason, "rejected push-pull reply");
-                    }
+            } => match self.core.handle_push_pull(now, &reply) {
+                Ok(()) => self.counters.push_pull_ok += 1,
+                Err(reason) => {
+                    self.counters.push_pull_failed += 1;
+                    tracing::debug!(%peer, ?reason, "rejected push-pull reply");
                 }
-            }
+            },
             TaskResult::PushPull {
                 peer,
                 result: Err(err),
@@ -256,21 +260,18 @@ impl Driver {
             }
             // A round that ends after a leave began is moot.
             TaskResult::Join(_) if !self.join.in_flight() => {}
-            TaskResult::Join(Ok((seed, reply))) => {
-                self.counters.stream_received(reply.len());
-                match self.core.handle_push_pull(now, &reply) {
-                    Ok(()) => {
-                        self.counters.push_pull_ok += 1;
-                        tracing::info!(%seed, "joined cluster");
-                        self.join = JoinState::Done;
-                    }
-                    Err(reason) => {
-                        self.counters.push_pull_failed += 1;
-                        tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
-                        self.join_round_failed(now, vec![seed]);
-                    }
+            TaskResult::Join(Ok((seed, reply))) => match self.core.handle_push_pull(now, &reply) {
+                Ok(()) => {
+                    self.counters.push_pull_ok += 1;
+                    tracing::info!(%seed, "joined cluster");
+                    self.join = JoinState::Done;
                 }
-            }
+                Err(reason) => {
+                    self.counters.push_pull_failed += 1;
+                    tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
+                    self.join_round_failed(now, vec![seed]);
+                }
+            },
             TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
         }
     }
