@@ -6,12 +6,14 @@
 //! once.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::grpc::MembershipService;
 use crate::api::{self, ApiState};
+use crate::metrics::Metrics;
 use crate::runtime::{Command, Runtime, RuntimeConfig};
 
 /// How long in-flight HTTP requests may take once shutdown starts.
@@ -51,10 +53,13 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     );
     let mut runtime = Runtime::start(config.runtime).await?;
     let commands = runtime.commands();
+    let metrics = Arc::new(Metrics::new());
+    tokio::spawn(metrics.clone().follow(runtime.feed()));
     let state = ApiState {
         snapshots: runtime.snapshots(),
         commands: commands.clone(),
         allow_remote_shutdown: config.allow_remote_shutdown,
+        metrics,
     };
     let grpc = MembershipService::new(
         runtime.feed(),

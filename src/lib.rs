@@ -9,6 +9,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod metrics;
 pub mod runtime;
 pub mod sim;
 pub mod swim;

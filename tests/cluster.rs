@@ -154,7 +154,9 @@ fn stopped_node_refutes_suspicion_after_sigcont() {
     .expect("stop3 refuted (higher incarnation) and is ALIVE everywhere");
 }
 
-/// 1,000 garbage datagrams to a node change nothing: it keeps serving, nobody changes state.
+/// 1,000 garbage datagrams to a node change nothing: it keeps serving, nobody changes state,
+/// and its dropped-packet counters rose by at least the number of SWIM-looking ones (QUIC-looking
+/// ones go to quinn, which drops them without a counter of ours).
 #[test]
 fn garbage_datagrams_change_nothing() {
     let nodes = start_cluster("junk", 15, 3, FAST);
@@ -165,10 +167,17 @@ fn garbage_datagrams_change_nothing() {
         .map(|m| nodes[1].incarnation_of(m))
         .collect();
 
+    let dropped_before = dropped_total(&nodes[0]).expect("target exports drop counters");
+
     let socket = UdpSocket::bind("127.0.15.200:0").expect("bind sender");
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut swim_looking = 0u64;
     for i in 0..1000usize {
         let datagram = garbage(i, &mut state);
+        // The runtime's demultiplexer: the 0x40 bit set means QUIC.
+        if !matches!(datagram.first(), Some(b) if b & 0x40 != 0) {
+            swim_looking += 1;
+        }
         let _ = socket.send_to(&datagram, nodes[0].mesh_addr());
     }
 
@@ -187,6 +196,24 @@ fn garbage_datagrams_change_nothing() {
         .get("/ha/health")
         .expect("target still serves HTTP");
     assert_eq!(code, 200);
+    let dropped = dropped_total(&nodes[0]).expect("drop counters") - dropped_before;
+    assert!(
+        dropped >= swim_looking as f64,
+        "dropped {dropped}, sent {swim_looking} SWIM-looking garbage datagrams"
+    );
+}
+
+/// Sum of the node's `meshd_dropped_packets_total` over every reason.
+fn dropped_total(node: &Node) -> Option<f64> {
+    let (_, text) = node.get_text("/metrics")?;
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("meshd_dropped_packets_total{"));
+    Some(
+        series
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum(),
+    )
 }
 
 /// Garbage of several kinds: random bytes, our header with junk, QUIC-looking bytes, a huge one.

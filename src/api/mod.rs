@@ -1,4 +1,4 @@
-//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`.
+//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`, `/metrics`.
 //!
 //! Handlers read the latest [`Snapshot`] from a `watch` channel and send [`Command`]s to the
 //! driver; they never touch the core. Every error is JSON `{"error": "..."}`.
@@ -6,6 +6,7 @@
 mod error;
 pub mod grpc;
 mod health;
+mod metrics;
 mod shutdown;
 mod status;
 #[cfg(test)]
@@ -13,6 +14,7 @@ mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -32,6 +34,8 @@ pub struct ApiState {
     pub commands: mpsc::Sender<Command>,
     /// Accept `POST /ha/shutdown` from non-loopback callers.
     pub allow_remote_shutdown: bool,
+    /// Prometheus series rendered at `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the router over `state`.
@@ -40,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ha/health", get(health::get))
         .route("/ha/status", get(status::get))
         .route("/ha/shutdown", post(shutdown::post))
+        .route("/metrics", get(metrics::get))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)

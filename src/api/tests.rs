@@ -67,6 +67,7 @@ async fn start(snap: Snapshot) -> Server {
         snapshots,
         commands: commands_tx,
         allow_remote_shutdown: false,
+        metrics: Default::default(),
     };
     tokio::spawn(serve(listener, state, std::future::pending()));
     Server {

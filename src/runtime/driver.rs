@@ -244,6 +244,7 @@ impl Driver {
                 payload,
                 reply,
             } => {
+                self.counters.stream_received(payload.len());
                 let answer = match self.core.handle_push_pull(now, &payload) {
                     Ok(()) => {
                         self.counters.push_pull_ok += 1;
@@ -255,6 +256,9 @@ impl Driver {
                         None
                     }
                 };
+                if let Some(answer) = &answer {
+                    self.counters.stream_sent(answer.len());
+                }
                 // The QUIC task may have timed out meanwhile; nothing to do then.
                 let _ = reply.send(answer);
             }
@@ -283,6 +287,13 @@ impl Driver {
 
     fn on_result(&mut self, result: TaskResult) {
         let now = Instant::now();
+        if let TaskResult::PushPull {
+            result: Ok(reply), ..
+        }
+        | TaskResult::Join(Ok((_, reply))) = &result
+        {
+            self.counters.stream_received(reply.len());
+        }
         match result {
             TaskResult::PushPull {
                 peer,
@@ -363,6 +374,7 @@ impl Driver {
         }
         self.join = JoinState::InFlight(backoff.clone());
         let payload = self.core.push_pull_payload();
+        self.counters.stream_sent(payload.len());
         let seeds = self.settings.seeds.clone();
         let own = self.settings.advertise;
         let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
@@ -500,8 +512,9 @@ impl Driver {
         }
     }
 
-    fn spawn_push_pull(&self, peer: SocketAddr) {
+    fn spawn_push_pull(&mut self, peer: SocketAddr) {
         let payload = self.core.push_pull_payload();
+        self.counters.stream_sent(payload.len());
         let endpoint = self.io.endpoint.clone();
         let timeout = self.settings.exchange_timeout;
         let results = self.results_tx.clone();

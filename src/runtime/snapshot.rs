@@ -21,6 +21,28 @@ pub struct RuntimeCounters {
     pub push_pull_failed: u64,
     /// Join rounds in which no seed answered.
     pub join_rounds_failed: u64,
+    /// Push-pull messages handed to QUIC streams (requests, replies, one per join round).
+    pub stream_messages_sent: u64,
+    /// Bytes of those messages.
+    pub stream_bytes_sent: u64,
+    /// Push-pull messages read from QUIC streams (requests and replies, merged or rejected).
+    pub stream_messages_received: u64,
+    /// Bytes of those messages.
+    pub stream_bytes_received: u64,
+}
+
+impl RuntimeCounters {
+    /// Counts one push-pull message of `len` bytes sent on a QUIC stream.
+    pub fn stream_sent(&mut self, len: usize) {
+        self.stream_messages_sent += 1;
+        self.stream_bytes_sent += len as u64;
+    }
+
+    /// Counts one push-pull message of `len` bytes received on a QUIC stream.
+    pub fn stream_received(&mut self, len: usize) {
+        self.stream_messages_received += 1;
+        self.stream_bytes_received += len as u64;
+    }
 }
 
 /// Everything the API needs, copied out of the core at `taken_at`.

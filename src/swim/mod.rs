@@ -177,4 +177,6 @@ pub struct Stats {
     pub refutations: u64,
     /// Full-state exchanges merged.
     pub push_pulls: u64,
+    /// Round trips of probes answered by a direct ack.
+    pub probe_rtt: probe::RttHistogram,
 }

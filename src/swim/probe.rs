@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// The probe round in progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct ProbeRound {
     pub nacks: usize,
     /// How the round was answered, once it was.
     pub acked: Option<AckKind>,
+    /// When our direct ping was handed out (a direct ack's round trip is measured from it).
+    pub sent_at: Instant,
 }
 
 /// How a probe round was answered.
@@ -30,6 +33,57 @@ pub enum AckKind {
     Direct,
     /// An indirect prober relayed the target's answer.
     Indirect,
+}
+
+/// Upper bounds of the round-trip histogram's buckets (a count above the last is only in
+/// [`RttHistogram::count`]). From 1 ms on one LAN to the 500 ms default probe timeout and past
+/// it (a stretched timeout under a poor local health score).
+pub const RTT_BUCKETS: [Duration; 10] = [
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+
+/// Round trips of direct probes (ping sent → its ack received), in fixed buckets: plain counters,
+/// so a snapshot can carry them and an exporter can render a Prometheus histogram.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RttHistogram {
+    /// `buckets[i]` counts round trips of at most `RTT_BUCKETS[i]` that did not fit a smaller
+    /// bucket (not cumulative).
+    pub buckets: [u64; RTT_BUCKETS.len()],
+    /// Round trips recorded, including those above the last bound.
+    pub count: u64,
+    /// Sum of all recorded round trips, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl RttHistogram {
+    /// Records one round trip.
+    pub fn record(&mut self, rtt: Duration) {
+        if let Some(i) = RTT_BUCKETS.iter().position(|bound| rtt <= *bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+
+    /// Round trips of at most each bound, in the order of [`RTT_BUCKETS`] (cumulative, as
+    /// Prometheus' `le` buckets are).
+    pub fn cumulative(&self) -> [u64; RTT_BUCKETS.len()] {
+        let mut total = 0;
+        self.buckets.map(|n| {
+            total += n;
+            total
+        })
+    }
 }
 
 /// Nacks still expected from a failed round, counted a little after it ended because indirect
@@ -162,6 +216,20 @@ mod tests {
         );
         assert_eq!(p.take(5), None);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn rtt_histogram_buckets_by_upper_bound() {
+        let mut h = RttHistogram::default();
+        for micros in [500, 1_000, 1_001, 30_000, 2_000_000] {
+            h.record(Duration::from_micros(micros));
+        }
+        // 0.5 ms and exactly 1 ms in `le 1ms`; 1.001 ms in `le 2ms`; 30 ms in `le 50ms`;
+        // 2 s above every bound (only in the count).
+        assert_eq!(h.buckets, [2, 1, 0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(h.cumulative(), [2, 3, 3, 3, 3, 4, 4, 4, 4, 4]);
+        assert_eq!(h.count, 5);
+        assert_eq!(h.sum_micros, 2_032_501);
     }
 
     #[test]

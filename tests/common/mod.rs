@@ -141,6 +141,22 @@ impl Node {
         http_get(&format!("http://{}:{HTTP_PORT}{path}", self.ip))
     }
 
+    /// GETs `path` from this node's HTTP API: (status code, raw body), or None if unreachable.
+    pub fn get_text(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://{}:{HTTP_PORT}{path}", self.ip);
+        let mut resp = agent().get(&url).call().ok()?;
+        let code = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().ok()?;
+        Some((code, body))
+    }
+
+    /// The value of series `name{labels}` in this node's `/metrics` (labels as rendered, e.g.
+    /// `peer="n1"`; empty for none), if it answers and exports it.
+    pub fn metric(&self, name: &str, labels: &str) -> Option<f64> {
+        let (_, text) = self.get_text("/metrics")?;
+        meshd::metrics::sample(&text, name, labels)
+    }
+
     /// POSTs to `path` on this node's HTTP API: (status code, JSON body).
     pub fn post(&self, path: &str) -> Option<(u16, Value)> {
         let url = format!("http://{}:{HTTP_PORT}{path}", self.ip);

@@ -189,6 +189,7 @@ async fn http_and_grpc_share_one_port() {
         snapshots: feed.snapshots.clone(),
         commands: http_commands,
         allow_remote_shutdown: false,
+        metrics: Default::default(),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr"))
         .await

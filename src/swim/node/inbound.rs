@@ -55,7 +55,7 @@ impl Swim {
                 let first = std::mem::take(&mut corrections);
                 self.send_with(from, Some(&sender), Some(Body::Ack { seq }), None, first);
             }
-            Some(Body::Ack { seq }) => self.on_ack(seq, &sender),
+            Some(Body::Ack { seq }) => self.on_ack(now, seq, &sender),
             Some(Body::Nack { seq }) => self.on_nack(seq),
             Some(Body::PingReq {
                 seq,
@@ -90,7 +90,7 @@ impl Swim {
         })
     }
 
-    fn on_ack(&mut self, seq: u32, sender: &str) {
+    fn on_ack(&mut self, now: Instant, seq: u32, sender: &str) {
         if let Some(round) = self.round.as_mut().filter(|r| r.seq == seq) {
             if round.acked.is_some() {
                 return;
@@ -102,7 +102,11 @@ impl Swim {
             };
             round.acked = Some(kind);
             match kind {
-                AckKind::Direct => self.stats.probes_acked += 1,
+                AckKind::Direct => {
+                    self.stats.probes_acked += 1;
+                    let rtt = now.saturating_duration_since(round.sent_at);
+                    self.stats.probe_rtt.record(rtt);
+                }
                 AckKind::Indirect => self.stats.probes_indirect_acked += 1,
             }
             self.awareness.apply(crate::swim::probe::round_delta(true));

@@ -88,6 +88,7 @@ impl Swim {
             indirect_sent: 0,
             nacks: 0,
             acked: None,
+            sent_at: now,
         });
         let body = Body::Ping {
             seq,

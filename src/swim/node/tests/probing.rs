@@ -82,7 +82,14 @@ fn direct_ack_completes_round() {
     let (t, seq, target, dst) = next_probe(&mut a);
     let i = target.as_bytes()[0] - b'a' + 1;
     assert_eq!(dst, addr(i));
-    a.handle_datagram(t, dst, &datagram(&target, Some(Body::Ack { seq }), vec![]));
+    let rtt = Duration::from_millis(7);
+    let ack = datagram(&target, Some(Body::Ack { seq }), vec![]);
+    a.handle_datagram(t + rtt, dst, &ack);
+    // A second copy of the ack is not a second round trip.
+    a.handle_datagram(t + rtt * 2, dst, &ack);
+    let h = &a.stats().probe_rtt;
+    assert_eq!((h.count, h.sum_micros), (1, 7_000), "one 7 ms round trip");
+    assert_eq!(h.cumulative()[2..4], [0, 1], "in `le 10ms`, not `le 5ms`");
     // Nothing more happens for this round: no ping-req, no suspicion.
     a.handle_timeout(t + Duration::from_millis(999));
     let (ts, events) = drain(&mut a);
@@ -152,6 +159,11 @@ fn indirect_ack_counts_as_success() {
     let (_, events) = drain(&mut a);
     assert!(events.is_empty());
     assert_eq!(a.stats().probes_indirect_acked, 1);
+    assert_eq!(
+        a.stats().probe_rtt.count,
+        0,
+        "only direct acks are round trips"
+    );
 }
 
 #[test]

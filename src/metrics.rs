@@ -1,0 +1,370 @@
+//! Prometheus metrics: the mapping from the runtime's snapshots and events to named series.
+//!
+//! [`Metrics`] owns a per-process recorder (`metrics-exporter-prometheus`, no HTTP listener: the
+//! API renders it at `GET /metrics`). Nothing is installed globally, so several nodes in one test
+//! process each keep their own series. Values come from two places:
+//! - every scrape copies the latest [`Snapshot`] in ([`Metrics::render`]): gauges are set, and
+//!   counters that mirror the core's [`crate::swim::Stats`] and the runtime's
+//!   [`crate::runtime::RuntimeCounters`] are set to their absolute totals;
+//! - a task follows the [`EventFeed`] ([`Metrics::follow`]) for what only events tell: peers
+//!   coming back to ALIVE (`router_mesh_peer_reconnects_total`) and how long suspicions take to
+//!   resolve (`router_mesh_convergence_ms`).
+//!
+//! The probe round-trip histogram is kept by the core in fixed buckets and rendered here as text
+//! ([`render_rtt`]), because the exporter's histograms take raw samples, not buckets.
+//! The README's "Metrics" section lists every series with its meaning.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics::{counter, gauge, histogram, with_local_recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::runtime::{EventFeed, Snapshot};
+use crate::swim::probe::{RttHistogram, RTT_BUCKETS};
+use crate::swim::{DropReason, Event, MemberState};
+
+/// `Content-Type` of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds (ms) of `router_mesh_convergence_ms`: from a refutation within one probe
+/// interval to the suspicion ceiling of a large cluster (6 × 4 × log10(N) × 1 s, ~72 s at
+/// N = 1,000), and beyond it for a stretched local health.
+const CONVERGENCE_BUCKETS_MS: [f64; 11] = [
+    250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 32_000.0, 64_000.0, 128_000.0,
+    256_000.0,
+];
+
+/// Name of the probe round-trip histogram, rendered by hand from the core's buckets.
+const PROBE_RTT: &str = "meshd_probe_rtt_seconds";
+
+/// One node's metrics: a recorder, its render handle, and the help texts registered once.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh recorder with every series described.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("router_mesh_convergence_ms".into()),
+                &CONVERGENCE_BUCKETS_MS,
+            )
+            .expect("the bucket list is a non-empty constant")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics { recorder, handle };
+        metrics.with(|| {
+            describe();
+            // Exported from the start, so a rate() over it has a zero to start from.
+            counter!("router_mesh_peer_reconnects_total").absolute(0);
+        });
+        metrics
+    }
+
+    /// Runs `f` with this node's recorder as the target of the `metrics` macros.
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        with_local_recorder(&self.recorder, f)
+    }
+
+    /// Copies `snapshot` into the series and renders everything in the text format.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        self.with(|| record_snapshot(snapshot));
+        let mut text = self.handle.render();
+        render_rtt(&mut text, &snapshot.stats.probe_rtt);
+        text
+    }
+
+    /// Applies one membership event (reconnects, convergence, a reaped peer's gauge).
+    pub fn observe(&self, tracker: &mut Tracker, event: &Event) {
+        self.with(|| tracker.observe(event));
+    }
+
+    /// Follows `feed` for as long as it runs: starts from a snapshot, then applies every later
+    /// event once. A watcher that falls behind (`Lagged`) starts over from a new snapshot; the
+    /// events it missed are not counted (logged as a warning).
+    pub async fn follow(self: Arc<Self>, feed: EventFeed) {
+        loop {
+            let (snapshot, mut events) = feed.subscribe();
+            let mut tracker = Tracker::new(&snapshot);
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.seq <= snapshot.last_event_seq => {}
+                    Ok(e) => self.observe(&mut tracker, &e.event),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "metrics fell behind the event stream; resyncing");
+                        break;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+/// What the event follower remembers: each member's state and since when, as of the last event.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    states: HashMap<String, (MemberState, Instant)>,
+}
+
+impl Tracker {
+    /// Starts from the members listed in `snapshot`.
+    pub fn new(snapshot: &Snapshot) -> Self {
+        let states = snapshot
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), (m.state, m.since)))
+            .collect();
+        Tracker { states }
+    }
+
+    /// Records what `event` means for the event-driven series (call under the node's recorder).
+    fn observe(&mut self, event: &Event) {
+        let (member, previous) = match event {
+            Event::Reaped { name } => {
+                // A reaped peer reads 0 (it was DOWN or LEAVING) until the process restarts.
+                gauge!("router_mesh_peer_connections", "peer" => name.clone()).set(0.0);
+                self.states.remove(name);
+                return;
+            }
+            Event::Changed {
+                member, previous, ..
+            } => (member, previous),
+        };
+        let before = self.states.get(&member.name).copied();
+        if member.is_local {
+            self.states
+                .insert(member.name.clone(), (member.state, member.since));
+            return;
+        }
+        let came_back = matches!(previous, Some(MemberState::Suspected | MemberState::Down))
+            && member.state == MemberState::Alive;
+        if came_back {
+            counter!("router_mesh_peer_reconnects_total").increment(1);
+        }
+        if let Some((MemberState::Suspected, suspected_at)) = before {
+            if member.state != MemberState::Suspected {
+                let waited = member.since.saturating_duration_since(suspected_at);
+                histogram!("router_mesh_convergence_ms", "outcome" => outcome(member.state))
+                    .record(waited.as_secs_f64() * 1_000.0);
+            }
+        }
+        let since = match before {
+            Some((state, since)) if state == member.state => since,
+            _ => member.since,
+        };
+        self.states
+            .insert(member.name.clone(), (member.state, since));
+    }
+}
+
+/// The `outcome` label of a resolved suspicion.
+fn outcome(state: MemberState) -> &'static str {
+    match state {
+        MemberState::Alive => "alive",
+        MemberState::Down => "down",
+        MemberState::Leaving => "leaving",
+        MemberState::Suspected | MemberState::Init => "other",
+    }
+}
+
+/// The `state` label of `meshd_members` (INIT is never exported: a node counts itself once it
+/// is ALIVE).
+const MEMBER_STATES: [(MemberState, &str); 4] = [
+    (MemberState::Alive, "alive"),
+    (MemberState::Suspected, "suspected"),
+    (MemberState::Down, "down"),
+    (MemberState::Leaving, "leaving"),
+];
+
+/// The `reason` label of `meshd_dropped_packets_total` for the core's drop reasons.
+fn drop_label(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::Malformed => "malformed",
+        DropReason::UnknownVersion => "unknown_version",
+        DropReason::Oversized => "oversized",
+        DropReason::InvalidField => "invalid_field",
+        DropReason::NotForUs => "not_for_us",
+    }
+}
+
+const CORE_DROP_REASONS: [DropReason; 5] = [
+    DropReason::Malformed,
+    DropReason::UnknownVersion,
+    DropReason::Oversized,
+    DropReason::InvalidField,
+    DropReason::NotForUs,
+];
+
+/// Sets every snapshot-derived series (call under the node's recorder).
+fn record_snapshot(s: &Snapshot) {
+    for m in s.members.iter().filter(|m| !m.is_local) {
+        let up = if m.state == MemberState::Alive {
+            1.0
+        } else {
+            0.0
+        };
+        gauge!("router_mesh_peer_connections", "peer" => m.name.clone()).set(up);
+    }
+    for (state, label) in MEMBER_STATES {
+        gauge!("meshd_members", "state" => label).set(s.count(state) as f64);
+    }
+    let (stats, rt) = (&s.stats, &s.counters);
+    let sent = stats.datagrams_sent + rt.stream_messages_sent;
+    let received = stats.datagrams_received + rt.stream_messages_received;
+    counter!("router_mesh_batches_total", "direction" => "sent").absolute(sent);
+    counter!("router_mesh_batches_total", "direction" => "received").absolute(received);
+    let sent = stats.bytes_sent + rt.stream_bytes_sent;
+    let received = stats.bytes_received + rt.stream_bytes_received;
+    counter!("router_mesh_bytes_total", "direction" => "sent").absolute(sent);
+    counter!("router_mesh_bytes_total", "direction" => "received").absolute(received);
+    let exchanges = rt.push_pull_ok + rt.push_pull_failed;
+    counter!("router_mesh_snapshot_trigger_total").absolute(exchanges);
+    counter!("meshd_push_pull_total", "result" => "ok").absolute(rt.push_pull_ok);
+    counter!("meshd_push_pull_total", "result" => "failed").absolute(rt.push_pull_failed);
+
+    counter!("meshd_probes_total", "result" => "ack").absolute(stats.probes_acked);
+    counter!("meshd_probes_total", "result" => "indirect_ack")
+        .absolute(stats.probes_indirect_acked);
+    counter!("meshd_probes_total", "result" => "timeout").absolute(stats.probes_failed);
+    counter!("meshd_suspicions_raised_total").absolute(stats.suspicions_raised);
+    counter!("meshd_suspicions_refuted_total").absolute(stats.refutations);
+    gauge!("meshd_local_health_score").set(f64::from(s.health_score));
+    gauge!("meshd_incarnation").set(s.local.incarnation as f64);
+    gauge!("meshd_broadcast_queue_depth").set(s.pending_broadcasts as f64);
+    for reason in CORE_DROP_REASONS {
+        let n = stats.dropped.get(&reason).copied().unwrap_or(0);
+        counter!("meshd_dropped_packets_total", "reason" => drop_label(reason)).absolute(n);
+    }
+    counter!("meshd_dropped_packets_total", "reason" => "queue_full")
+        .absolute(rt.datagrams_dropped_full);
+    counter!("meshd_dropped_packets_total", "reason" => "quic_oversize")
+        .absolute(rt.quic_dropped_oversize);
+    counter!("meshd_socket_errors_total", "op" => "recv").absolute(rt.recv_errors);
+    counter!("meshd_socket_errors_total", "op" => "send").absolute(rt.send_errors);
+    counter!("meshd_join_rounds_failed_total").absolute(rt.join_rounds_failed);
+}
+
+/// Registers the HELP text of every series the recorder renders.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "router_mesh_peer_connections",
+        "1 while the peer is ALIVE to this node, 0 otherwise (a reaped peer reads 0)"
+    );
+    describe_counter!(
+        "router_mesh_peer_reconnects_total",
+        "Peers that came back to ALIVE after SUSPECTED or DOWN"
+    );
+    describe_counter!(
+        "router_mesh_batches_total",
+        "SWIM datagrams and push-pull stream messages, by direction"
+    );
+    describe_counter!(
+        "router_mesh_bytes_total",
+        "Bytes of SWIM datagrams and push-pull stream messages, by direction"
+    );
+    describe_histogram!(
+        "router_mesh_convergence_ms",
+        "Time a peer stayed SUSPECTED at this node until the verdict (outcome: down, alive, leaving)"
+    );
+    describe_counter!(
+        "router_mesh_snapshot_trigger_total",
+        "Full-state push-pull exchanges this node took part in (either side, any outcome)"
+    );
+    describe_counter!("meshd_push_pull_total", "Push-pull exchanges, by result");
+    describe_gauge!(
+        "meshd_members",
+        "Members this node lists in each state, itself included"
+    );
+    describe_counter!(
+        "meshd_probes_total",
+        "Probe rounds by result: ack, indirect_ack, timeout"
+    );
+    describe_counter!(
+        "meshd_suspicions_raised_total",
+        "Suspicions this node raised after a failed probe round"
+    );
+    describe_counter!(
+        "meshd_suspicions_refuted_total",
+        "Times this node refuted a suspicion (or DOWN) about itself"
+    );
+    describe_gauge!(
+        "meshd_local_health_score",
+        "Lifeguard local health score (0 is healthy)"
+    );
+    describe_gauge!("meshd_incarnation", "This node's incarnation");
+    describe_gauge!(
+        "meshd_broadcast_queue_depth",
+        "Membership updates waiting to be piggybacked"
+    );
+    describe_counter!(
+        "meshd_dropped_packets_total",
+        "Received datagrams and push-pull messages dropped, by reason"
+    );
+    describe_counter!(
+        "meshd_socket_errors_total",
+        "UDP socket errors, by operation"
+    );
+    describe_counter!(
+        "meshd_join_rounds_failed_total",
+        "Join rounds in which no seed answered"
+    );
+}
+
+/// Appends the core's probe round-trip buckets to `out` as a Prometheus histogram (seconds).
+pub fn render_rtt(out: &mut String, h: &RttHistogram) {
+    let _ = writeln!(
+        out,
+        "# HELP {PROBE_RTT} Round trip of probes answered by a direct ack (ping sent to ack received)"
+    );
+    let _ = writeln!(out, "# TYPE {PROBE_RTT} histogram");
+    for (bound, n) in RTT_BUCKETS.iter().zip(h.cumulative()) {
+        let _ = writeln!(
+            out,
+            "{PROBE_RTT}_bucket{{le=\"{}\"}} {n}",
+            bound.as_secs_f64()
+        );
+    }
+    let _ = writeln!(out, "{PROBE_RTT}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{PROBE_RTT}_sum {}", h.sum_micros as f64 / 1e6);
+    let _ = writeln!(out, "{PROBE_RTT}_count {}", h.count);
+    out.push('\n');
+}
+
+/// The value of the series `name{labels}` (labels exactly as rendered, e.g.
+/// `peer="n1"`; empty for none) in a rendered text, if present.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        (key == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests;
