@@ -1,8 +1,10 @@
 //! meshd: a SWIM gossip membership daemon.
 //!
 //! Layers, each depending only on those below it:
-//! `agent` (wiring and shutdown) → `api` (HTTP) and `runtime` (tokio, UDP, QUIC) → `swim`
-//! (the sans-IO protocol core) → `wire` (prost messages generated from `proto/mesh.proto`).
+//! `cli` (flags) → `agent` (wiring and shutdown) → `api` (HTTP and gRPC on one port),
+//! `metrics` (Prometheus series) and `runtime` (tokio, UDP, QUIC) → `swim` (the sans-IO
+//! protocol core) → `wire` (prost messages generated from `proto/mesh.proto`).
+//! `client` is the other side of `api`: the `meshd members|info|leave` subcommands.
 //! `sim` drives many `swim` cores over a virtual clock for tests and benches.
 
 pub mod agent;
