@@ -222,7 +222,9 @@ fn push_pull(c: &mut Criterion) {
     let now = Instant::now();
     let node = steady_node(N, now);
     let mut g = c.benchmark_group("push_pull");
-    g.bench_function(format!("payload/{N}"), |b| b.iter(|| node.push_pull_payload()));
+    g.bench_function(format!("payload/{N}"), |b| {
+        b.iter(|| node.push_pull_payload())
+    });
 
     // The periodic exchange: the peer's table holds nothing new.
     let incoming = push_pull_from_peer(N);
