@@ -216,7 +216,7 @@ impl Swim {
     fn push_pull_tick(&mut self) {
         self.push_pull_ticks += 1;
         let mut target = None;
-        if self.push_pull_ticks % PUSH_PULL_DOWN_EVERY == 0
+        if self.push_pull_ticks.is_multiple_of(PUSH_PULL_DOWN_EVERY)
             && self.members.count(MemberState::Down) > 0
         {
             target = self.pick(1, |m| m.state == MemberState::Down).pop();
