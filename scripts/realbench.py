@@ -267,6 +267,10 @@ def one_run(binary, n, quiet_s, rng, crash_only):
             key_pk = 'router_mesh_batches_total{direction="sent"}'
             key_pp = 'router_mesh_snapshot_trigger_total'
             ok = [i for i in everyone if m0.get(i) and m1.get(i)]
+            if not ok:
+                log(f"N={n}: no node answered /metrics; byte counts unavailable")
+                ok, m0, m1 = everyone, {i: {} for i in everyone}, {i: {} for i in everyone}
+                r["metrics_missing"] = True
             r["bytes_sent"] = sum(m1[i].get(key_b, 0) - m0[i].get(key_b, 0) for i in ok) / window / len(ok)
             r["packets_sent"] = sum(m1[i].get(key_pk, 0) - m0[i].get(key_pk, 0) for i in ok) / window / len(ok)
             r["pushpull"] = sum(m1[i].get(key_pp, 0) - m0[i].get(key_pp, 0) for i in ok)
@@ -278,9 +282,12 @@ def one_run(binary, n, quiet_s, rng, crash_only):
             r["false_down"] = len(bad) + int(down_gauge)
             r["suspicions_quiet"] = int(susp)
             r["refutations_quiet"] = int(refuted)
+            if r.get("metrics_missing"):
+                r["bytes_sent"] = r["packets_sent"] = None
+                r["bytes_sent_"] = 0
             log(f"N={n}: cpu {r['cpu']:.5f} core-s/s/node, RSS median {r['rss_mib']:.1f} MiB "
-                f"(max {r['rss_max_mib']:.1f}), sent {r['bytes_sent']:.0f} B/s/node in "
-                f"{r['packets_sent']:.2f} msgs/s/node ({r['pushpull']:.0f} push-pull exchange "
+                f"(max {r['rss_max_mib']:.1f}), sent {r['bytes_sent']} B/s/node in "
+                f"{r['packets_sent']} msgs/s/node ({r['pushpull']:.0f} push-pull exchange "
                 f"sides in the window), false DOWN {r['false_down']}, suspicions raised "
                 f"{r['suspicions_quiet']}, refutations {r['refutations_quiet']}")
 
