@@ -351,7 +351,9 @@ def fmt(vals, key):
     xs = [v for v in vals if v is not None]
     timeouts = len(vals) - len(xs)
     if not xs:
-        return "timeout" if vals else "—"
+        if not vals:
+            return "—"
+        return "timeout" if key.endswith("_s") else "n/a"
     med = statistics.median(xs)
     worst = max(xs)
     if key == "false_down":
@@ -366,7 +368,7 @@ def fmt(vals, key):
         s = f"{med:.3f} [{worst:.3f}]"
     else:
         s = f"{med:.2f} [{worst:.2f}]"
-    if timeouts:
+    if timeouts and key.endswith("_s"):
         s += f" + {timeouts} timeout(s)"
     return s
 
