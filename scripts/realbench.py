@@ -233,7 +233,10 @@ def one_run(binary, n, quiet_s, rng, crash_only):
                 f"{n - len(done)} nodes never listed {n} ALIVE")
             return r
         r["convergence_s"] = max(done.values()) - t_last
-        log(f"N={n}: converged {r['convergence_s']:.2f} s after last start "
+        r["convergence_p50_s"] = statistics.median(done.values()) - t_last
+        r["convergence_seed_s"] = done[0] - t_last
+        log(f"N={n}: converged {r['convergence_s']:.2f} s after last start (half the nodes "
+            f"{r['convergence_p50_s']:.2f} s, seed {r['convergence_seed_s']:.2f} s) "
             f"(starting took {r['start_spread_s']:.2f} s; poll sweep ≤ {sweep:.2f} s)")
 
         pids = {i: c.procs[i].pid for i in everyone}
@@ -313,7 +316,10 @@ def one_run(binary, n, quiet_s, rng, crash_only):
                 f"{len(survivors) - len(done)} survivors never showed DOWN")
         else:
             r["crash_down_s"] = max(done.values()) - t_kill
-            log(f"N={n}: first suspicion {r['first_suspicion_s']:.2f} s, DOWN everywhere "
+            r["crash_down_p50_s"] = statistics.median(done.values()) - t_kill
+            r["crash_down_first_s"] = min(done.values()) - t_kill
+            log(f"N={n}: first suspicion {r['first_suspicion_s']:.2f} s, first DOWN "
+                f"{r['crash_down_first_s']:.2f} s, half DOWN {r['crash_down_p50_s']:.2f} s, DOWN everywhere "
                 f"{r['crash_down_s']:.2f} s (poll sweep ≤ {sweep:.2f} s)")
         if crash_only:
             return r
