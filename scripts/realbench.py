@@ -365,7 +365,7 @@ def fmt(vals, key):
     if key == "false_down":
         s = f"{int(sum(xs))} (in {len(xs)} runs)"
     elif key == "cpu":
-        s = f"{med:.4f} [{worst:.4f}]"
+        s = f"{med:.5f} [{worst:.5f}]"
     elif key in ("rss_mib",):
         s = f"{med:.1f} [{worst:.1f}]"
     elif key == "bytes_sent":
