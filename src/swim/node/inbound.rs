@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Swim;
 use crate::swim::codec::{self, Body};
-use crate::swim::members::Member;
+use crate::swim::members::{share_meta, Member};
 use crate::swim::probe::{AckKind, Served};
 use crate::swim::state::{precedence, Precedence, Update};
 use crate::swim::suspicion::{self, Confirmation, Suspicion};
@@ -189,11 +189,11 @@ impl Swim {
 
     fn add_member(&mut self, now: Instant, u: Update, reason: ChangeReason, gossip: bool) -> bool {
         let member = Member {
-            name: u.name.clone(),
+            name: u.name.as_str().into(),
             addr: u.addr,
             state: u.state,
             incarnation: u.incarnation,
-            meta: u.meta.clone(),
+            meta: share_meta(&u.meta),
             since: now,
             suspicion: None,
             is_local: false,
@@ -215,7 +215,10 @@ impl Swim {
             match u.state {
                 MemberState::Alive => {
                     m.addr = u.addr;
-                    m.meta = u.meta.clone();
+                    // Compare before allocating: most ALIVE facts repeat the metadata we hold.
+                    if *m.meta != u.meta {
+                        m.meta = share_meta(&u.meta);
+                    }
                 }
                 MemberState::Down | MemberState::Leaving => m.addr = u.addr,
                 _ => {}
@@ -304,7 +307,9 @@ impl Swim {
         }
         let conflict = u.incarnation > local.incarnation
             || (u.incarnation == local.incarnation
-                && (u.state != MemberState::Alive || u.addr != local.addr || u.meta != local.meta));
+                && (u.state != MemberState::Alive
+                    || u.addr != local.addr
+                    || u.meta != *local.meta));
         if !conflict {
             return false;
         }

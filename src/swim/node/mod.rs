@@ -8,6 +8,7 @@ mod periodic;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -16,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use super::awareness::Awareness;
 use super::broadcast::{retransmit_limit, BroadcastQueue};
 use super::codec::{self, Body};
-use super::members::{Member, Members};
+use super::members::{share_meta, Member, Members};
 use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
 use super::state::{is_reachable, Update};
 use super::timers::{DeadlineQueue, Timer, TimerTable};
@@ -68,11 +69,11 @@ impl Swim {
     pub fn new(config: Config, identity: Identity, rng_seed: u64, now: Instant) -> Self {
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let local = Member {
-            name: identity.name.clone(),
+            name: identity.name.as_str().into(),
             addr: identity.addr,
             state: MemberState::Init,
             incarnation: 1,
-            meta: identity.meta,
+            meta: share_meta(&identity.meta),
             since: now,
             suspicion: None,
             is_local: true,
@@ -200,7 +201,7 @@ impl Swim {
         let _ = now;
         let name = self.local_name.clone();
         let prev = self.members.update(&name, |m| {
-            m.meta = meta;
+            m.meta = share_meta(&meta);
             m.incarnation = m.incarnation.saturating_add(1);
             m.state
         });
@@ -399,7 +400,7 @@ impl Swim {
     }
 
     /// Names and addresses of up to `k` random other members matching `pred`.
-    fn pick(&mut self, k: usize, pred: impl Fn(&Member) -> bool) -> Vec<(String, SocketAddr)> {
+    fn pick(&mut self, k: usize, pred: impl Fn(&Member) -> bool) -> Vec<(Arc<str>, SocketAddr)> {
         self.members
             .sample(&mut self.rng, k, pred)
             .into_iter()
