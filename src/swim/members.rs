@@ -1,9 +1,9 @@
 //! The member table: dense storage with a name index, per-state counts kept incrementally,
 //! a shuffled round-robin probe order and random selection, all without O(N) scans per message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -23,6 +23,26 @@ pub fn share_meta(meta: &NodeMeta) -> Arc<NodeMeta> {
         EMPTY_META.clone()
     } else {
         Arc::new(meta.clone())
+    }
+}
+
+/// Shares member names between the cores of one process (the simulator runs thousands of
+/// them): each distinct name is allocated once, not once per core. Cloning the handle shares
+/// the table. Names are never removed (a simulation's set of names is bounded). It changes no
+/// behaviour, only where a name's bytes live, so runs stay reproducible.
+#[derive(Clone, Debug, Default)]
+pub struct NameInterner(Arc<Mutex<HashSet<Arc<str>>>>);
+
+impl NameInterner {
+    /// The shared copy of `name`.
+    pub fn intern(&self, name: &str) -> Arc<str> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = set.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        set.insert(n.clone());
+        n
     }
 }
 
@@ -96,6 +116,7 @@ pub struct Members {
     local_name: Arc<str>,
     probe_order: Vec<Arc<str>>,
     probe_cursor: usize,
+    names: Option<NameInterner>,
 }
 
 impl Members {
@@ -108,11 +129,28 @@ impl Members {
             local_name: local.name.clone(),
             probe_order: Vec::new(),
             probe_cursor: 0,
+            names: None,
         };
         members.counts[local.state as usize] += 1;
         members.index.insert(local.name.clone(), 0);
         members.list.push(local);
         members
+    }
+
+    /// Takes new members' names from `names`, shared with other tables in this process.
+    pub fn share_names(&mut self, names: NameInterner) {
+        self.names = Some(names);
+    }
+
+    /// `name` as an `Arc<str>`: the known entry's, else the shared one, else a new one.
+    pub fn name_arc(&self, name: &str) -> Arc<str> {
+        if let Some(m) = self.get(name) {
+            return m.name.clone();
+        }
+        match &self.names {
+            Some(names) => names.intern(name),
+            None => name.into(),
+        }
     }
 
     /// This node's entry.

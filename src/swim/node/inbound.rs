@@ -189,7 +189,7 @@ impl Swim {
 
     fn add_member(&mut self, now: Instant, u: Update, reason: ChangeReason, gossip: bool) -> bool {
         let member = Member {
-            name: u.name.as_str().into(),
+            name: self.members.name_arc(&u.name),
             addr: u.addr,
             state: u.state,
             incarnation: u.incarnation,

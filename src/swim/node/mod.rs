@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use super::awareness::Awareness;
 use super::broadcast::{retransmit_limit, BroadcastQueue};
 use super::codec::{self, Body};
-use super::members::{share_meta, Member, Members};
+use super::members::{share_meta, Member, Members, NameInterner};
 use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
 use super::state::{is_reachable, Update};
 use super::timers::{DeadlineQueue, Timer, TimerTable};
@@ -99,6 +99,12 @@ impl Swim {
             events: VecDeque::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Shares member names with the other cores of this process (a simulator running
+    /// thousands of nodes): each name is then stored once, not once per core. Optional.
+    pub fn share_names(&mut self, names: NameInterner) {
+        self.members.share_names(names);
     }
 
     /// Starts as a cluster of one (no seeds given): INIT → ALIVE, probing begins.
