@@ -222,6 +222,9 @@ impl Swim {
     /// Next datagram to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.transmits.pop_front()?;
+        if self.transmits.is_empty() && self.transmits.capacity() > 64 {
+            self.transmits = VecDeque::new();
+        }
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += t.payload.len() as u64;
         Some(t)
@@ -234,7 +237,13 @@ impl Swim {
 
     /// Next membership change, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        // A merged push-pull can queue one event per member; don't keep that capacity (there
+        // is one core per node in the simulator, so it would cost O(N²) in all).
+        if self.events.is_empty() && self.events.capacity() > 64 {
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// Earliest deadline at which [`Swim::handle_timeout`] must be called.
