@@ -148,7 +148,7 @@ impl Swim {
         // A joiner's copy of the seed's table is news to nobody: merge it without re-gossip.
         let gossip = self.members.local().state != MemberState::Init;
         for update in msg.members {
-            self.apply(now, update, ChangeReason::PushPull, gossip);
+            self.apply(now, update, &ChangeReason::PushPull, gossip);
         }
         self.become_alive(now);
         Ok(())

@@ -159,7 +159,7 @@ impl Swim {
         let mut update = target.to_update();
         update.state = MemberState::Suspected;
         update.accuser = self.local_name.clone();
-        if self.apply(now, update, ChangeReason::ProbeFailed, true) {
+        if self.apply(now, update, &ChangeReason::ProbeFailed, true) {
             self.stats.suspicions_raised += 1;
         }
     }
