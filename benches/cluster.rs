@@ -9,13 +9,51 @@ use meshd::swim::{Config, Event, MemberState};
 
 /// Crashes measured per cluster size (p50/p99 over these).
 const CRASHES: usize = 5;
-/// Virtual time of each loss run.
-const LOSS_RUN: Duration = Duration::from_secs(120);
+/// Virtual time of each loss run (10 virtual minutes; `MESHD_BENCH_LOSS_SECS` overrides).
+const LOSS_RUN: Duration = Duration::from_secs(600);
+/// From this N on, only the 10 % loss run is made by default (each loss run is a fresh join
+/// plus 10 virtual minutes); `MESHD_BENCH_LOSS=0,5,10` overrides.
+const BIG_N: usize = 5000;
 /// Virtual time of the steady-state traffic window.
 const STEADY: Duration = Duration::from_secs(60);
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
+}
+
+/// A field of /proc/self/status in kB (VmHWM = peak RSS, VmRSS = current), 0 if unreadable.
+fn proc_status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn loss_secs() -> Duration {
+    std::env::var("MESHD_BENCH_LOSS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(LOSS_RUN, Duration::from_secs)
+}
+
+fn loss_rates(n: usize) -> Vec<f64> {
+    if let Ok(v) = std::env::var("MESHD_BENCH_LOSS") {
+        return v
+            .split(',')
+            .filter_map(|s| s.trim().parse::<f64>().ok())
+            .map(|p| p / 100.0)
+            .collect();
+    }
+    if n >= BIG_N {
+        vec![0.10]
+    } else {
+        vec![0.0, 0.05, 0.10]
+    }
 }
 
 fn name(i: usize) -> String {
@@ -172,14 +210,19 @@ fn steady_traffic(b: &mut Bench) -> (f64, f64, f64) {
 }
 
 /// DOWN events about live nodes over LOSS_RUN at `loss`, starting from a converged cluster.
-fn false_downs(seed: u64, n: usize, loss: f64) -> (usize, Duration) {
+fn false_downs(seed: u64, n: usize, loss: f64, run: Duration) -> (usize, Duration) {
     let (mut b, _) = join(seed, n, NetConfig::default());
+    eprintln!(
+        "  N={n}: joined, running {} s at {:.0}% loss",
+        run.as_secs(),
+        loss * 100.0
+    );
     b.sim.set_net(NetConfig {
         loss,
         ..NetConfig::default()
     });
     let mut downs = 0;
-    b.run_for(LOSS_RUN, |e| {
+    b.run_for(run, |e| {
         if let Event::Changed { member, .. } = &e.event {
             if member.state == MemberState::Down {
                 downs += 1;
@@ -192,14 +235,29 @@ fn false_downs(seed: u64, n: usize, loss: f64) -> (usize, Duration) {
 fn run(n: usize) {
     let wall = Instant::now();
     let mut virtual_total = Duration::ZERO;
+    let rss_before = proc_status_kb("VmRSS:");
+    eprintln!("N={n}: joining");
     let (mut b, converged) = join(42, n, NetConfig::default());
+    let rss_after = proc_status_kb("VmRSS:");
+    let per_entry = (rss_after.saturating_sub(rss_before) * 1024) as f64 / (n * n) as f64;
+    eprintln!(
+        "N={n}: joined in {:.1} wall s (converged: {converged:?}); RSS {} MB; steady state",
+        wall.elapsed().as_secs_f64(),
+        rss_after / 1024
+    );
     let (msgs, bytes, steady_speed) = steady_traffic(&mut b);
+    eprintln!("N={n}: steady {steady_speed:.1}x real time; crashes");
     let (mut first, mut all) = crashes(&mut b);
+    eprintln!("N={n}: leave");
     let left = leave(&mut b);
     virtual_total += b.virtual_run;
+    drop(b);
+    let run = loss_secs();
+    let rates = loss_rates(n);
     let mut loss_rows = Vec::new();
-    for loss in [0.0, 0.05, 0.10] {
-        let (downs, v) = false_downs(7, n, loss);
+    for &loss in &rates {
+        eprintln!("N={n}: loss run {:.0}%", loss * 100.0);
+        let (downs, v) = false_downs(7, n, loss, run);
         virtual_total += v;
         loss_rows.push((loss, downs));
     }
@@ -237,10 +295,27 @@ fn run(n: usize) {
             format!(
                 "false DOWN events, {:.0}% loss, {} s",
                 loss * 100.0,
-                LOSS_RUN.as_secs()
+                run.as_secs()
             )
         );
     }
+    if rates.len() < 3 {
+        println!(
+            "  note: only {:?} % loss run at N = {n} (each run is a fresh join plus {} virtual s; \
+             MESHD_BENCH_LOSS=0,5,10 runs all)",
+            rates.iter().map(|p| p * 100.0).collect::<Vec<_>>(),
+            run.as_secs()
+        );
+    }
+    println!(
+        "{:<46} {:.0} B (RSS growth over the join / N²)",
+        "memory per member entry", per_entry
+    );
+    println!(
+        "{:<46} {} MB (VmHWM)",
+        "peak RSS of the bench process",
+        proc_status_kb("VmHWM:") / 1024
+    );
     println!(
         "{:<46} {steady_speed:.1}x real time",
         "simulator speed, steady state"

@@ -465,3 +465,38 @@ fn soak_ten_percent_loss_many_seeds() {
     }
     assert!(failures.is_empty(), "false DOWNs: {failures:?}");
 }
+
+/// Lifeguard: a node that stalls for 5 s at a time, again and again (GC pauses, a starved VM),
+/// must not get healthy nodes marked DOWN. On each resume it finds its probes overdue and the
+/// acks missing; its local health must make it slow down rather than accuse, and whatever it
+/// does suspect must be refuted before the suspicion ends. The stalled node itself may be
+/// suspected, but a 5 s stall is below the suspicion floor, so it is never DOWN either.
+#[test]
+fn repeatedly_stalled_node_never_gets_healthy_nodes_marked_down() {
+    let mut sim = converged_cluster(13, Config::default());
+    let staller = 7;
+    let staller_name = name(staller);
+    let mut healthy_down = Vec::new();
+    let mut staller_down = 0usize;
+    let mut watch = |e: &SimEvent| {
+        if let Some(n) = is_down_event(e) {
+            if n == staller_name {
+                staller_down += 1;
+            } else {
+                healthy_down.push((e.at, e.node, n.to_owned()));
+            }
+        }
+    };
+    for _ in 0..12 {
+        sim.pause(staller, secs(5.0));
+        // 5 s stalled, then 2 s awake before the next stall.
+        sim.run_for(secs(7.0), &mut watch);
+    }
+    sim.run_for(secs(30.0), &mut watch);
+    assert!(
+        healthy_down.is_empty(),
+        "healthy nodes marked DOWN: {healthy_down:?}"
+    );
+    assert_eq!(staller_down, 0, "the stalled node was declared DOWN");
+    assert!(converged(&sim), "cluster did not settle after the stalls");
+}

@@ -24,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use invariants::Invariants;
 use queue::{Dest, Input, Scheduled};
 
+use crate::swim::members::NameInterner;
 use crate::swim::{Config, Event, Identity, MemberState, MemberView, NodeMeta, Swim};
 
 /// SWIM port every simulated node listens on.
@@ -106,6 +107,8 @@ pub struct Sim {
     events: Vec<SimEvent>,
     invariants: Invariants,
     stats: SimStats,
+    /// Member names shared by every core (each stored once, not N times).
+    names: NameInterner,
 }
 
 impl Sim {
@@ -125,6 +128,7 @@ impl Sim {
             events: Vec::new(),
             invariants: Invariants::new(),
             stats: SimStats::default(),
+            names: NameInterner::default(),
         }
     }
 
@@ -315,12 +319,13 @@ impl Sim {
             addr,
             meta: NodeMeta::default(),
         };
-        let core = Swim::new(
+        let mut core = Swim::new(
             self.config.clone(),
             identity,
             self.rng.random(),
             self.instant(self.now),
         );
+        core.share_names(self.names.clone());
         let i = match reuse {
             Some((i, _)) => {
                 if let Some(n) = self.nodes.get_mut(i) {

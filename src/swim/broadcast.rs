@@ -53,6 +53,7 @@ impl BroadcastQueue {
         if let Some(old) = self.entries.remove(name) {
             self.order
                 .remove(&(old.transmits, Reverse(old.id), old.update.name));
+            self.shrink();
         }
     }
 
@@ -124,9 +125,22 @@ impl BroadcastQueue {
                 self.order.insert((entry.transmits, key.1, key.2));
             }
         }
+        self.shrink();
         out
     }
+
+    /// Gives memory back once the queue has drained: a join wave queues one update per member
+    /// at every node, and a table that kept that capacity would cost O(N) per node forever.
+    fn shrink(&mut self) {
+        let cap = self.entries.capacity();
+        if cap > SHRINK_ABOVE && self.entries.len() * 4 < cap {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
 }
+
+/// Capacity of the pending-update table kept however empty it gets.
+const SHRINK_ABOVE: usize = 64;
 
 /// Times each update is sent in a cluster of `n`: retransmit_mult × ceil(log10(n + 1)).
 pub fn retransmit_limit(retransmit_mult: u32, n: usize) -> u32 {

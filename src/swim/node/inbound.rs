@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Swim;
 use crate::swim::codec::{self, Body};
-use crate::swim::members::Member;
+use crate::swim::members::{share_meta, Member};
 use crate::swim::probe::{AckKind, Served};
 use crate::swim::state::{precedence, Precedence, Update};
 use crate::swim::suspicion::{self, Confirmation, Suspicion};
@@ -35,16 +35,20 @@ impl Swim {
         self.stats.bytes_received += data.len() as u64;
         let sender = datagram.sender;
         let mut corrections = Vec::new();
+        let reason = ChangeReason::Gossip {
+            from: sender.clone(),
+        };
         for update in datagram.updates {
-            let reason = ChangeReason::Gossip {
-                from: sender.clone(),
-            };
-            let (name, incarnation, state) =
-                (update.name.clone(), update.incarnation, update.state);
-            self.apply(now, update, reason, true);
+            let (incarnation, state) = (update.incarnation, update.state);
+            // Only accusations can need a correction: keep the name only for those.
+            let accused = matches!(state, MemberState::Suspected | MemberState::Down)
+                .then(|| update.name.clone());
+            self.apply(now, update, &reason, true);
             // Checked after merging, so a refutation we just made goes straight back too.
-            if let Some(newer) = self.correction_for(&name, incarnation, state) {
-                corrections.push(newer);
+            if let Some(name) = accused {
+                if let Some(newer) = self.correction_for(&name, incarnation, state) {
+                    corrections.push(newer);
+                }
             }
         }
         corrections.truncate(MAX_CORRECTIONS);
@@ -162,7 +166,7 @@ impl Swim {
         &mut self,
         now: Instant,
         u: Update,
-        reason: ChangeReason,
+        reason: &ChangeReason,
         gossip: bool,
     ) -> bool {
         if u.name == self.local_name {
@@ -187,27 +191,27 @@ impl Swim {
         }
     }
 
-    fn add_member(&mut self, now: Instant, u: Update, reason: ChangeReason, gossip: bool) -> bool {
+    fn add_member(&mut self, now: Instant, u: Update, reason: &ChangeReason, gossip: bool) -> bool {
         let member = Member {
-            name: u.name.clone(),
+            name: self.members.name_arc(&u.name),
             addr: u.addr,
             state: u.state,
             incarnation: u.incarnation,
-            meta: u.meta.clone(),
+            meta: share_meta(&u.meta),
             since: now,
             suspicion: None,
             is_local: false,
         };
         self.members.insert(member, &mut self.rng);
         self.enter_state(now, &u);
-        self.push_event(&u.name, None, reason);
+        self.push_event(&u.name, None, reason.clone());
         if gossip {
             self.broadcast(&u);
         }
         true
     }
 
-    fn replace_member(&mut self, now: Instant, u: Update, reason: ChangeReason, gossip: bool) {
+    fn replace_member(&mut self, now: Instant, u: Update, reason: &ChangeReason, gossip: bool) {
         let Some(prev) = self.members.update(&u.name, |m| {
             let prev = m.state;
             // ALIVE at a newer incarnation may come from a new address (restarted pod) with new
@@ -215,7 +219,10 @@ impl Swim {
             match u.state {
                 MemberState::Alive => {
                     m.addr = u.addr;
-                    m.meta = u.meta.clone();
+                    // Compare before allocating: most ALIVE facts repeat the metadata we hold.
+                    if *m.meta != u.meta {
+                        m.meta = share_meta(&u.meta);
+                    }
                 }
                 MemberState::Down | MemberState::Leaving => m.addr = u.addr,
                 _ => {}
@@ -234,7 +241,7 @@ impl Swim {
         if prev != u.state || u.state == MemberState::Suspected {
             self.enter_state(now, &u);
         }
-        self.push_event(&u.name, Some(prev), reason);
+        self.push_event(&u.name, Some(prev), reason.clone());
         if gossip {
             let current = self.members.get(&u.name).map(Member::to_update);
             if let Some(current) = current {
@@ -304,7 +311,9 @@ impl Swim {
         }
         let conflict = u.incarnation > local.incarnation
             || (u.incarnation == local.incarnation
-                && (u.state != MemberState::Alive || u.addr != local.addr || u.meta != local.meta));
+                && (u.state != MemberState::Alive
+                    || u.addr != local.addr
+                    || u.meta != *local.meta));
         if !conflict {
             return false;
         }

@@ -8,6 +8,7 @@ mod periodic;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -16,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use super::awareness::Awareness;
 use super::broadcast::{retransmit_limit, BroadcastQueue};
 use super::codec::{self, Body};
-use super::members::{Member, Members};
+use super::members::{share_meta, Member, Members, NameInterner};
 use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
 use super::state::{is_reachable, Update};
 use super::timers::{DeadlineQueue, Timer, TimerTable};
@@ -68,11 +69,11 @@ impl Swim {
     pub fn new(config: Config, identity: Identity, rng_seed: u64, now: Instant) -> Self {
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let local = Member {
-            name: identity.name.clone(),
+            name: identity.name.as_str().into(),
             addr: identity.addr,
             state: MemberState::Init,
             incarnation: 1,
-            meta: identity.meta,
+            meta: share_meta(&identity.meta),
             since: now,
             suspicion: None,
             is_local: true,
@@ -98,6 +99,12 @@ impl Swim {
             events: VecDeque::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Shares member names with the other cores of this process (a simulator running
+    /// thousands of nodes): each name is then stored once, not once per core. Optional.
+    pub fn share_names(&mut self, names: NameInterner) {
+        self.members.share_names(names);
     }
 
     /// Starts as a cluster of one (no seeds given): INIT → ALIVE, probing begins.
@@ -141,7 +148,7 @@ impl Swim {
         // A joiner's copy of the seed's table is news to nobody: merge it without re-gossip.
         let gossip = self.members.local().state != MemberState::Init;
         for update in msg.members {
-            self.apply(now, update, ChangeReason::PushPull, gossip);
+            self.apply(now, update, &ChangeReason::PushPull, gossip);
         }
         self.become_alive(now);
         Ok(())
@@ -200,7 +207,7 @@ impl Swim {
         let _ = now;
         let name = self.local_name.clone();
         let prev = self.members.update(&name, |m| {
-            m.meta = meta;
+            m.meta = share_meta(&meta);
             m.incarnation = m.incarnation.saturating_add(1);
             m.state
         });
@@ -215,6 +222,9 @@ impl Swim {
     /// Next datagram to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.transmits.pop_front()?;
+        if self.transmits.is_empty() && self.transmits.capacity() > 64 {
+            self.transmits = VecDeque::new();
+        }
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += t.payload.len() as u64;
         Some(t)
@@ -227,7 +237,13 @@ impl Swim {
 
     /// Next membership change, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        // A merged push-pull can queue one event per member; don't keep that capacity (there
+        // is one core per node in the simulator, so it would cost O(N²) in all).
+        if self.events.is_empty() && self.events.capacity() > 64 {
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// Earliest deadline at which [`Swim::handle_timeout`] must be called.
@@ -399,7 +415,7 @@ impl Swim {
     }
 
     /// Names and addresses of up to `k` random other members matching `pred`.
-    fn pick(&mut self, k: usize, pred: impl Fn(&Member) -> bool) -> Vec<(String, SocketAddr)> {
+    fn pick(&mut self, k: usize, pred: impl Fn(&Member) -> bool) -> Vec<(Arc<str>, SocketAddr)> {
         self.members
             .sample(&mut self.rng, k, pred)
             .into_iter()

@@ -82,7 +82,7 @@ impl Swim {
         let seq = self.seqs.next_seq();
         self.round = Some(ProbeRound {
             seq,
-            target: name.clone(),
+            target: name.to_string(),
             target_addr: addr,
             incarnation,
             indirect_sent: 0,
@@ -92,7 +92,7 @@ impl Swim {
         });
         let body = Body::Ping {
             seq,
-            target: name.clone(),
+            target: name.to_string(),
         };
         match accusation {
             Some(fact) => {
@@ -112,7 +112,7 @@ impl Swim {
         };
         let (seq, target, target_addr) = (round.seq, round.target.clone(), round.target_addr);
         let helpers = self.pick(self.config.indirect_checks, |m| {
-            m.state == MemberState::Alive && m.name != target
+            m.state == MemberState::Alive && *m.name != *target
         });
         for (name, addr) in &helpers {
             let body = Body::PingReq {
@@ -159,7 +159,7 @@ impl Swim {
         let mut update = target.to_update();
         update.state = MemberState::Suspected;
         update.accuser = self.local_name.clone();
-        if self.apply(now, update, ChangeReason::ProbeFailed, true) {
+        if self.apply(now, update, &ChangeReason::ProbeFailed, true) {
             self.stats.suspicions_raised += 1;
         }
     }
