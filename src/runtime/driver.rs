@@ -45,8 +45,6 @@ pub enum Command {
         /// Where to send our answer.
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
-    /// Replace this node's metadata.
-    SetMeta(NodeMeta),
     /// Replace this node's tags, keeping region and zone (bumps the incarnation). `reply` gets
     /// the new incarnation, or an error while the node is leaving.
     SetTags {
@@ -262,7 +260,6 @@ impl Driver {
                 // The QUIC task may have timed out meanwhile; nothing to do then.
                 let _ = reply.send(answer);
             }
-            Command::SetMeta(meta) => self.core.set_meta(now, meta),
             Command::SetTags { tags, reply } => {
                 let _ = reply.send(self.set_tags(now, tags));
             }

@@ -248,6 +248,19 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> Optio
     None
 }
 
+/// Checks `condition` again and again for the whole `window`: true if it held every time.
+/// For "nothing happens" checks, where there is no event to wait for.
+pub fn holds_for(window: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        if !condition() {
+            return false;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+    condition()
+}
+
 /// True when every node in `nodes` lists exactly `expected` members and all of them ALIVE.
 pub fn all_see_alive(nodes: &[&Node], expected: usize) -> bool {
     nodes.iter().all(|n| n.alive_count() == expected)
