@@ -11,10 +11,17 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// How many members are asked to probe indirectly (k in SWIM). 0 disables indirect probes.
     pub indirect_checks: usize,
-    /// Suspicion timeout floor = suspicion_mult × max(1, log10 N) × probe_interval.
+    /// Base of the suspicion timeout: suspicion_mult × max(1, log10 N) × probe_interval (memberlist's
+    /// floor). Here it sets the ceiling (below) and how often a suspect is re-checked.
     pub suspicion_mult: u32,
-    /// Suspicion timeout ceiling = suspicion_max_timeout_mult × floor; confirmations shrink it.
+    /// Ceiling = suspicion_max_timeout_mult × base: the timeout of a suspicion nobody confirms.
+    /// Independent witnesses (other accusers, the nacks of our own indirect probers) shrink it.
     pub suspicion_max_timeout_mult: u32,
+    /// Floor = suspicion_confirmed_mult × max(1, log10 N) × probe_interval: the timeout once
+    /// `indirect_checks` independent witnesses agree (2 s at N = 100 with the default 1.0).
+    /// Lower detects a crash sooner; a live suspect must refute within it, so keep it above a
+    /// few round trips plus the longest stall a healthy node may have. Clamped to the ceiling.
+    pub suspicion_confirmed_mult: f64,
     /// How often piggyback-only gossip datagrams go out.
     pub gossip_interval: Duration,
     /// How many random members each gossip tick sends to.
@@ -31,6 +38,12 @@ pub struct Config {
     pub max_datagram_size: usize,
     /// Highest Lifeguard local-health score; probe interval and timeout scale by (score + 1).
     pub awareness_max_multiplier: u32,
+    /// Urgent facts (this node's ALIVE after a join or a refuted DOWN, its LEAVING, a DOWN
+    /// verdict it declares) go at once, alone in a small datagram, to this many random members
+    /// (all of them in smaller clusters), then ride normal gossip. Closes the tail of nodes that
+    /// gossip misses; costs one burst of this many datagrams per event, none in steady state.
+    /// 0 leaves them to gossip alone.
+    pub announce_fanout: usize,
 }
 
 impl Default for Config {
@@ -41,6 +54,7 @@ impl Default for Config {
             indirect_checks: 3,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
+            suspicion_confirmed_mult: 1.0,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             gossip_to_the_dead: Duration::from_secs(30),
@@ -49,6 +63,7 @@ impl Default for Config {
             retention: Duration::from_secs(600),
             max_datagram_size: 1400,
             awareness_max_multiplier: 8,
+            announce_fanout: 128,
         }
     }
 }

@@ -18,8 +18,8 @@ pub struct ProbeRound {
     pub incarnation: u64,
     /// Ping-reqs sent, so nacks expected.
     pub indirect_sent: usize,
-    /// Nacks received so far.
-    pub nacks: usize,
+    /// Indirect probers that nacked so far (each a witness that the target is unreachable).
+    pub nackers: Vec<String>,
     /// How the round was answered, once it was.
     pub acked: Option<AckKind>,
     /// When our direct ping was handed out (a direct ack's round trip is measured from it).
@@ -87,15 +87,29 @@ impl RttHistogram {
 }
 
 /// Nacks still expected from a failed round, counted a little after it ended because indirect
-/// probers answer only when their own timeout passes.
+/// probers answer only when their own timeout passes (usually just after the round ends).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NackWatch {
     /// The failed round's sequence number.
     pub seq: u32,
     /// Nacks expected (ping-reqs sent).
     pub expected: usize,
-    /// Nacks received.
-    pub received: usize,
+    /// The member the round probed: each nack confirms our suspicion of it.
+    pub target: String,
+    /// Its incarnation in that round (a nack says nothing about a later one).
+    pub incarnation: u64,
+    /// Indirect probers that nacked.
+    pub nackers: Vec<String>,
+}
+
+/// Adds `nacker` to `nackers` unless already there (a duplicated datagram is not a second
+/// witness); true when it was new.
+pub fn record_nacker(nackers: &mut Vec<String>, nacker: &str) -> bool {
+    if nackers.iter().any(|n| n == nacker) {
+        return false;
+    }
+    nackers.push(nacker.to_owned());
+    true
 }
 
 /// Health change after a round: -1 when answered, +1 when not (missing nacks are counted
@@ -192,6 +206,16 @@ mod tests {
                 };
             assert_eq!(got, want, "acked {acked} {received}/{expected}");
         }
+    }
+
+    #[test]
+    fn a_nacker_is_recorded_once() {
+        let mut nackers = Vec::new();
+        let steps = [("b", true), ("c", true), ("b", false), ("d", true)];
+        for (name, new) in steps {
+            assert_eq!(record_nacker(&mut nackers, name), new, "{name}");
+        }
+        assert_eq!(nackers, ["b", "c", "d"]);
     }
 
     #[test]

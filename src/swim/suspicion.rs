@@ -10,13 +10,20 @@ use super::Config;
 
 /// Floor and ceiling of the suspicion timeout for a cluster of `n` live members.
 ///
-/// min = suspicion_mult × max(1, log10 n) × probe_interval; max = suspicion_max_timeout_mult × min.
+/// With scale = max(1, log10 n): floor = suspicion_confirmed_mult × scale × probe_interval (the
+/// timeout once every expected witness agrees); ceiling = suspicion_max_timeout_mult ×
+/// suspicion_mult × scale × probe_interval (nobody confirms). Both grow with log N, as the time
+/// a refutation needs to spread does; the floor never exceeds the ceiling.
 pub fn bounds(config: &Config, n: usize) -> (Duration, Duration) {
     let scale = (n.max(1) as f64).log10().max(1.0);
-    let min = config
+    let base = config
         .probe_interval
         .mul_f64(f64::from(config.suspicion_mult) * scale);
-    let max = min.saturating_mul(config.suspicion_max_timeout_mult.max(1));
+    let max = base.saturating_mul(config.suspicion_max_timeout_mult.max(1));
+    let confirmed = config.suspicion_confirmed_mult.max(0.0) * scale;
+    let min = Duration::try_from_secs_f64(config.probe_interval.as_secs_f64() * confirmed)
+        .unwrap_or(max)
+        .min(max);
     (min, max)
 }
 
@@ -49,6 +56,11 @@ pub enum Confirmation {
     Ignored,
 }
 
+/// Direct checks of the suspect spread over one suspicion timeout: a node asks the suspect this
+/// often before its timer runs out, so a refutation lost once (or a suspect that missed the
+/// accusation) does not make a live member DOWN.
+pub const CHECKS_PER_TIMEOUT: u32 = 8;
+
 /// One running suspicion of one member.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Suspicion {
@@ -56,11 +68,13 @@ pub struct Suspicion {
     min: Duration,
     max: Duration,
     k: u32,
-    /// Distinct accusers; the first one raised it, the rest are confirmations.
+    /// Distinct witnesses; the first one raised it, the rest are confirmations.
     accusers: Vec<String>,
     deadline: Instant,
     /// When the next direct check of the suspect is due.
     check_at: Option<Instant>,
+    /// Checks come no more often than this.
+    min_check_step: Duration,
 }
 
 /// Whether a direct check of the suspect is due.
@@ -76,8 +90,15 @@ pub enum Check {
 }
 
 impl Suspicion {
-    /// Starts a suspicion raised by `accuser` at `now`.
-    pub fn new(now: Instant, accuser: &str, min: Duration, max: Duration, k: u32) -> Self {
+    /// Starts a suspicion raised by `accuser` at `now`; checks come at most every
+    /// `min_check_step`.
+    pub fn new(
+        now: Instant,
+        accuser: &str,
+        (min, max): (Duration, Duration),
+        k: u32,
+        min_check_step: Duration,
+    ) -> Self {
         let mut s = Suspicion {
             start: now,
             min,
@@ -86,12 +107,13 @@ impl Suspicion {
             accusers: vec![accuser.to_owned()],
             deadline: now + timeout(min, max, k, 0),
             check_at: None,
+            min_check_step,
         };
         s.check_at = s.next_check(now);
         s
     }
 
-    /// When the first direct check is due, if any.
+    /// When the next direct check is due, if any.
     pub fn check_at(&self) -> Option<Instant> {
         self.check_at
     }
@@ -114,16 +136,20 @@ impl Suspicion {
         self.deadline
     }
 
-    /// The next time to ask the suspect directly after `now`: every `min` since the start,
-    /// while before the deadline. A node that missed the suspect's refutation learns it this way
-    /// (the suspect answers an outdated accusation with its newer incarnation).
+    /// The next time to ask the suspect directly after `now`: [`CHECKS_PER_TIMEOUT`] times per
+    /// timeout (at most every `min_check_step`) since the start, while before the deadline. A
+    /// node that missed the suspect's refutation learns it this way (the suspect answers an
+    /// outdated accusation with its newer incarnation), and a suspect that missed the
+    /// accusation hears it and refutes.
     pub fn next_check(&self, now: Instant) -> Option<Instant> {
-        if self.min.is_zero() {
+        let span = self.deadline.saturating_duration_since(self.start);
+        let step = (span / CHECKS_PER_TIMEOUT).max(self.min_check_step);
+        if step.is_zero() {
             return None;
         }
         let elapsed = now.saturating_duration_since(self.start);
-        let steps = elapsed.as_nanos() / self.min.as_nanos() + 1;
-        let at = self.start + self.min.saturating_mul(u32::try_from(steps).ok()?);
+        let steps = elapsed.as_nanos() / step.as_nanos() + 1;
+        let at = self.start + step.saturating_mul(u32::try_from(steps).ok()?);
         (at < self.deadline).then_some(at)
     }
 
@@ -132,18 +158,21 @@ impl Suspicion {
         self.accusers.first().map(String::as_str).unwrap_or("")
     }
 
-    /// Independent confirmations so far (accusers beyond the first).
+    /// Independent confirmations so far (witnesses beyond the first).
     pub fn confirmations(&self) -> u32 {
         u32::try_from(self.accusers.len().saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
-    /// Records an accusation; only a new accuser (up to k of them) shortens the deadline.
-    pub fn confirm(&mut self, accuser: &str) -> Confirmation {
+    /// Records a witness at `now` (another accuser, or an indirect prober that could not reach
+    /// the suspect either); only a new one (up to k of them) shortens the deadline, and the
+    /// checks are re-spread over what is left.
+    pub fn confirm(&mut self, now: Instant, accuser: &str) -> Confirmation {
         if self.confirmations() >= self.k || self.accusers.iter().any(|a| a == accuser) {
             return Confirmation::Ignored;
         }
         self.accusers.push(accuser.to_owned());
         self.deadline = self.start + timeout(self.min, self.max, self.k, self.confirmations());
+        self.check_at = self.next_check(now);
         Confirmation::Accepted(self.deadline)
     }
 }
@@ -158,15 +187,27 @@ mod tests {
 
     #[test]
     fn bounds_table() {
-        let config = Config::default(); // 1 s probe interval, mult 4, max mult 6
+        let default = Config::default(); // 1 s probe interval, mult 4, max mult 6, confirmed 1.0
+        let slow = Config {
+            suspicion_confirmed_mult: 2.5,
+            probe_interval: ms(500),
+            ..Config::default()
+        };
+        let absurd = Config {
+            suspicion_confirmed_mult: 100.0,
+            ..Config::default()
+        };
         let cases = [
-            (1, ms(4000), ms(24000)),
-            (10, ms(4000), ms(24000)),
-            (100, ms(8000), ms(48000)),
-            (1000, ms(12000), ms(72000)),
+            (&default, 1, ms(1000), ms(24000)),
+            (&default, 10, ms(1000), ms(24000)),
+            (&default, 100, ms(2000), ms(48000)),
+            (&default, 1000, ms(3000), ms(72000)),
+            (&slow, 100, ms(2500), ms(24000)),
+            // The floor never exceeds the ceiling.
+            (&absurd, 100, ms(48000), ms(48000)),
         ];
-        for (n, min, max) in cases {
-            let (got_min, got_max) = bounds(&config, n);
+        for (config, n, min, max) in cases {
+            let (got_min, got_max) = bounds(config, n);
             assert!(got_min.abs_diff(min) < ms(1), "n {n}: min {got_min:?}");
             assert!(got_max.abs_diff(max) < ms(1), "n {n}: max {got_max:?}");
         }
@@ -194,68 +235,71 @@ mod tests {
 
     #[test]
     fn timeout_table() {
-        let (min, max) = (ms(4000), ms(24000));
+        let (min, max) = (ms(2000), ms(48000));
         // log(c+1)/log(4): c=1 → 0.5, c=2 → 0.792, c=3 → 1.
         let cases = [
-            (3, 0, ms(24000)),
-            (3, 1, ms(14000)),
-            (3, 2, ms(8150)),
-            (3, 3, ms(4000)),
-            (3, 9, ms(4000)),
-            (0, 0, ms(4000)),
-            (1, 1, ms(4000)),
+            (3, 0, ms(48000)),
+            (3, 1, ms(25000)),
+            (3, 2, ms(11546)),
+            (3, 3, ms(2000)),
+            (3, 9, ms(2000)),
+            (0, 0, ms(2000)),
+            (1, 1, ms(2000)),
         ];
         for (k, c, want) in cases {
             let got = timeout(min, max, k, c);
-            assert!(got.abs_diff(want) < ms(5), "k {k} c {c}: {got:?}");
+            assert!(got.abs_diff(want) < ms(10), "k {k} c {c}: {got:?}");
         }
     }
 
     #[test]
-    fn checks_every_min_until_deadline() {
+    fn checks_spread_over_the_timeout() {
         let t0 = Instant::now();
-        let s = Suspicion::new(t0, "a", ms(4000), ms(14000), 0);
-        assert_eq!(
-            s.deadline(),
-            t0 + ms(4000),
-            "k = 0: deadline at min, no check"
-        );
-        assert_eq!(s.next_check(t0), None);
-        let s = Suspicion::new(t0, "a", ms(4000), ms(14000), 3);
+        let s = Suspicion::new(t0, "a", (ms(4000), ms(16000)), 0, ms(200));
+        // k = 0: deadline at min, 8 checks over 4 s = every 500 ms.
+        assert_eq!(s.deadline(), t0 + ms(4000));
         let cases = [
-            (t0, Some(t0 + ms(4000))),
-            (t0 + ms(3999), Some(t0 + ms(4000))),
-            (t0 + ms(4000), Some(t0 + ms(8000))),
-            (t0 + ms(9000), Some(t0 + ms(12000))),
-            (t0 + ms(12000), None),
+            (t0, Some(t0 + ms(500))),
+            (t0 + ms(499), Some(t0 + ms(500))),
+            (t0 + ms(500), Some(t0 + ms(1000))),
+            (t0 + ms(3400), Some(t0 + ms(3500))),
+            (t0 + ms(3500), None),
         ];
         for (now, want) in cases {
             assert_eq!(s.next_check(now), want, "{:?}", now - t0);
         }
+        // A short timeout: the step is held at the minimum.
+        let s = Suspicion::new(t0, "a", (ms(1000), ms(16000)), 0, ms(200));
+        assert_eq!(s.next_check(t0 + ms(900)), None);
+        assert_eq!(s.next_check(t0 + ms(500)), Some(t0 + ms(600)));
+        // No minimum and a zero timeout: no checks at all.
+        let s = Suspicion::new(t0, "a", (ms(0), ms(0)), 0, ms(0));
+        assert_eq!(s.next_check(t0), None);
     }
 
     #[test]
     fn poll_check_fires_once_per_slot() {
         let t0 = Instant::now();
-        let mut s = Suspicion::new(t0, "a", ms(4000), ms(14000), 3);
-        assert_eq!(s.check_at(), Some(t0 + ms(4000)));
+        // k = 3, no confirmation: deadline at max (16 s), a check every 2 s.
+        let mut s = Suspicion::new(t0, "a", (ms(4000), ms(16000)), 3, ms(200));
+        assert_eq!(s.check_at(), Some(t0 + ms(2000)));
         let cases = [
-            (t0 + ms(3999), Check::NotDue),
+            (t0 + ms(1999), Check::NotDue),
             (
-                t0 + ms(4000),
+                t0 + ms(2000),
                 Check::Due {
-                    next: Some(t0 + ms(8000)),
+                    next: Some(t0 + ms(4000)),
                 },
             ),
-            (t0 + ms(4000), Check::NotDue),
+            (t0 + ms(2000), Check::NotDue),
             (
-                t0 + ms(8100),
+                t0 + ms(4100),
                 Check::Due {
-                    next: Some(t0 + ms(12000)),
+                    next: Some(t0 + ms(6000)),
                 },
             ),
-            (t0 + ms(12000), Check::Due { next: None }),
-            (t0 + ms(13000), Check::NotDue),
+            (t0 + ms(14000), Check::Due { next: None }),
+            (t0 + ms(15000), Check::NotDue),
         ];
         for (now, want) in cases {
             assert_eq!(s.poll_check(now), want, "{:?}", now - t0);
@@ -263,10 +307,11 @@ mod tests {
     }
 
     #[test]
-    fn confirmations_shrink_deadline_once_per_accuser() {
+    fn confirmations_shrink_deadline_once_per_witness() {
         let t0 = Instant::now();
-        let mut s = Suspicion::new(t0, "a", ms(4000), ms(24000), 3);
-        assert_eq!(s.deadline(), t0 + ms(24000));
+        let mut s = Suspicion::new(t0, "a", (ms(2000), ms(48000)), 3, ms(200));
+        assert_eq!(s.deadline(), t0 + ms(48000));
+        assert_eq!(s.check_at(), Some(t0 + ms(6000)));
         let steps = [
             ("a", false),
             ("b", true),
@@ -276,7 +321,7 @@ mod tests {
             ("e", false),
         ];
         for (accuser, accepted) in steps {
-            let got = s.confirm(accuser);
+            let got = s.confirm(t0 + ms(10), accuser);
             assert_eq!(
                 matches!(got, Confirmation::Accepted(_)),
                 accepted,
@@ -284,7 +329,9 @@ mod tests {
             );
         }
         assert_eq!(s.confirmations(), 3);
-        assert_eq!(s.deadline(), t0 + ms(4000));
+        assert_eq!(s.deadline(), t0 + ms(2000));
+        // The checks are re-spread over the shorter timeout: every 250 ms.
+        assert_eq!(s.check_at(), Some(t0 + ms(250)));
         assert_eq!(s.first_accuser(), "a");
     }
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::Swim;
 use crate::swim::codec::{self, Body};
 use crate::swim::members::{share_meta, Member};
-use crate::swim::probe::{AckKind, Served};
-use crate::swim::state::{precedence, Precedence, Update};
+use crate::swim::probe::{record_nacker, AckKind, Served};
+use crate::swim::state::{is_reachable, precedence, Precedence, Update};
 use crate::swim::suspicion::{self, Confirmation, Suspicion};
 use crate::swim::timers::Deadline;
 use crate::swim::{ChangeReason, DropReason, MemberState};
@@ -60,7 +60,7 @@ impl Swim {
                 self.send_with(from, Some(&sender), Some(Body::Ack { seq }), None, first);
             }
             Some(Body::Ack { seq }) => self.on_ack(now, seq, &sender),
-            Some(Body::Nack { seq }) => self.on_nack(seq),
+            Some(Body::Nack { seq }) => self.on_nack(now, seq, &sender),
             Some(Body::PingReq {
                 seq,
                 target,
@@ -126,11 +126,50 @@ impl Swim {
         // Any other ack is late or unknown: nothing to do.
     }
 
-    fn on_nack(&mut self, seq: u32) {
+    /// A nack: an indirect prober could not reach the target of our round either. Counted for
+    /// local health and, once the round has raised its suspicion, as a witness to it.
+    fn on_nack(&mut self, now: Instant, seq: u32, sender: &str) {
         if let Some(round) = self.round.as_mut().filter(|r| r.seq == seq) {
-            round.nacks += 1;
-        } else if let Some(watch) = self.nack_watch.as_mut().filter(|w| w.seq == seq) {
-            watch.received += 1;
+            // The suspicion is raised when the round ends; its witnesses are added then.
+            record_nacker(&mut round.nackers, sender);
+            return;
+        }
+        let Some(watch) = self.nack_watch.as_mut().filter(|w| w.seq == seq) else {
+            return;
+        };
+        if record_nacker(&mut watch.nackers, sender) {
+            let (target, incarnation) = (watch.target.clone(), watch.incarnation);
+            self.witness(now, &target, incarnation, sender);
+        }
+    }
+
+    /// Counts `witness` as a confirmation of our suspicion of `name` at `incarnation` (if we
+    /// still hold exactly that), without gossiping it: the nack was sent to us alone, and
+    /// others keep their own, longer timers until our verdict reaches them.
+    pub(super) fn witness(&mut self, now: Instant, name: &str, incarnation: u64, witness: &str) {
+        let outcome = self.members.update(name, |m| match m.suspicion.as_mut() {
+            Some(s) if m.state == MemberState::Suspected && m.incarnation == incarnation => {
+                s.confirm(now, witness)
+            }
+            _ => Confirmation::Ignored,
+        });
+        if let Some(Confirmation::Accepted(deadline)) = outcome {
+            self.schedule_suspicion(name, deadline);
+        }
+    }
+
+    /// Queues the (new) deadline of the suspicion of `name` and its next direct check.
+    fn schedule_suspicion(&mut self, name: &str, deadline: Instant) {
+        self.deadlines
+            .push(deadline, Deadline::Suspicion(name.to_owned()));
+        let check = self
+            .members
+            .get(name)
+            .and_then(|m| m.suspicion.as_ref())
+            .and_then(|s| s.check_at());
+        if let Some(at) = check {
+            self.deadlines
+                .push(at, Deadline::SuspicionCheck(name.to_owned()));
         }
     }
 
@@ -179,7 +218,7 @@ impl Swim {
             Precedence::Older => false,
             Precedence::Same => {
                 if u.state == MemberState::Suspected {
-                    self.confirm_suspicion(&u, gossip)
+                    self.confirm_suspicion(now, &u, gossip)
                 } else {
                     false
                 }
@@ -255,22 +294,20 @@ impl Swim {
         match u.state {
             MemberState::Suspected => {
                 let n = self.members.live_count();
-                let (min, max) = suspicion::bounds(&self.config, n);
+                let bounds = suspicion::bounds(&self.config, n);
                 let k = suspicion::expected_confirmations(self.config.indirect_checks, n);
                 let accuser = if u.accuser.is_empty() {
                     "?"
                 } else {
                     u.accuser.as_str()
                 };
-                let s = Suspicion::new(now, accuser, min, max, k);
-                self.deadlines
-                    .push(s.deadline(), Deadline::Suspicion(u.name.clone()));
-                if let Some(at) = s.check_at() {
-                    self.deadlines
-                        .push(at, Deadline::SuspicionCheck(u.name.clone()));
-                }
+                // Checks no more often than gossip goes out anyway.
+                let step = self.config.gossip_interval;
+                let s = Suspicion::new(now, accuser, bounds, k, step);
+                let deadline = s.deadline();
                 self.members
                     .update(&u.name, |m| m.suspicion = Some(Box::new(s)));
+                self.schedule_suspicion(&u.name, deadline);
             }
             MemberState::Down | MemberState::Leaving => {
                 self.deadlines
@@ -281,17 +318,16 @@ impl Swim {
     }
 
     /// A SUSPECTED fact at the incarnation we already suspect: maybe a new confirmation.
-    fn confirm_suspicion(&mut self, u: &Update, gossip: bool) -> bool {
+    fn confirm_suspicion(&mut self, now: Instant, u: &Update, gossip: bool) -> bool {
         let outcome = self
             .members
             .update(&u.name, |m| match m.suspicion.as_mut() {
-                Some(s) if !u.accuser.is_empty() => s.confirm(&u.accuser),
+                Some(s) if !u.accuser.is_empty() => s.confirm(now, &u.accuser),
                 _ => Confirmation::Ignored,
             });
         match outcome {
             Some(Confirmation::Accepted(deadline)) => {
-                self.deadlines
-                    .push(deadline, Deadline::Suspicion(u.name.clone()));
+                self.schedule_suspicion(&u.name, deadline);
                 if gossip {
                     // Pass the confirmation on so others shorten their timers too.
                     self.broadcast(u);
@@ -329,9 +365,31 @@ impl Swim {
             self.awareness.apply(1);
         }
         self.push_event(&name, Some(prev), ChangeReason::Refuted);
-        if prev != MemberState::Init {
+        if prev == MemberState::Init {
             // While INIT the ALIVE announcement follows when we join.
-            self.broadcast_local();
+            return true;
+        }
+        self.broadcast_local();
+        let fact = self.members.local().to_update();
+        match u.state {
+            // Everyone may hold us DOWN, and nobody probes a DOWN member: tell many at once.
+            MemberState::Down => {
+                self.announce(&fact, self.config.announce_fanout);
+            }
+            // The accuser's timer is the one that runs out first (it may hold witnesses that
+            // nobody else knows of): tell it directly, besides the gossip.
+            MemberState::Suspected => {
+                let accuser = self
+                    .members
+                    .get(&u.accuser)
+                    .filter(|m| !m.is_local && is_reachable(m.state))
+                    .map(|m| (m.name.clone(), m.addr));
+                if let Some((accuser, addr)) = accuser {
+                    let wire_fact = codec::update_to_wire(&fact, true);
+                    self.send_facts(addr, Some(&accuser), &[wire_fact]);
+                }
+            }
+            _ => {}
         }
         true
     }

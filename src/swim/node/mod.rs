@@ -36,7 +36,8 @@ struct LeaveProgress {
     needed: usize,
 }
 
-/// Fewest members a leave is announced to at once (if that many are alive).
+/// Fewest members a leave is announced to at once (if that many are alive), even with
+/// `announce_fanout` 0: the process waits until they have it.
 const LEAVE_FANOUT_MIN: usize = 3;
 
 /// The SWIM state machine for one node. See the module docs for the driving contract.
@@ -183,11 +184,8 @@ impl Swim {
             return;
         }
         self.broadcast_local();
-        let fanout = self.config.gossip_nodes.max(LEAVE_FANOUT_MIN);
-        let targets = self.pick(fanout, |m| is_reachable(m.state));
-        for (name, addr) in targets {
-            self.send(addr, Some(&name), None, None);
-        }
+        let fact = self.members.local().to_update();
+        self.announce(&fact, self.config.announce_fanout.max(LEAVE_FANOUT_MIN));
         if self.timers.get(Timer::Gossip).is_none() {
             self.timers
                 .set(Timer::Gossip, now + self.config.gossip_interval);
@@ -306,6 +304,11 @@ impl Swim {
         let name = self.local_name.clone();
         self.push_event(&name, Some(MemberState::Init), ChangeReason::LocalStart);
         self.broadcast_local();
+        // Tell the members we just learned of from the seed ourselves, at once: gossip alone
+        // misses some of those that joined shortly before us (the seed's copy of our ALIVE
+        // waits in a queue full of the other joiners), leaving a tail of seconds.
+        let fact = self.members.local().to_update();
+        self.announce(&fact, self.config.announce_fanout);
         // Random phases, so nodes started together do not probe and gossip in lockstep.
         let probe = self.jitter(self.config.probe_interval);
         let gossip = self.jitter(self.config.gossip_interval);
@@ -396,6 +399,46 @@ impl Swim {
         if env.body.is_none() && env.updates.is_empty() {
             return 0;
         }
+        self.transmit(dst, dst_name, env)
+    }
+
+    /// Sends `facts` alone (no body, nothing from the queue) to `dst` at once: an urgent fact
+    /// stays a small datagram, however full the queue is. Returns the number of facts carried.
+    fn send_facts(
+        &mut self,
+        dst: SocketAddr,
+        dst_name: Option<&str>,
+        facts: &[wire::MemberUpdate],
+    ) -> usize {
+        let mut env = wire::Envelope {
+            sender: self.local_name.clone(),
+            body: None,
+            updates: Vec::new(),
+        };
+        let mut budget = self
+            .config
+            .max_datagram_size
+            .saturating_sub(1 + prost::Message::encoded_len(&env));
+        for fact in facts {
+            let len = codec::update_field_len(prost::Message::encoded_len(fact));
+            if len <= budget {
+                budget -= len;
+                env.updates.push(fact.clone());
+            }
+        }
+        if env.updates.is_empty() {
+            return 0;
+        }
+        self.transmit(dst, dst_name, env)
+    }
+
+    /// Queues one built datagram; notes who was told of our leave. Returns the updates carried.
+    fn transmit(
+        &mut self,
+        dst: SocketAddr,
+        dst_name: Option<&str>,
+        env: wire::Envelope,
+    ) -> usize {
         if let (Some(leave), Some(dst_name)) = (self.leave.as_mut(), dst_name) {
             let leaving = wire::MemberState::Leaving as i32;
             if env
@@ -412,6 +455,19 @@ impl Swim {
             payload: codec::encode_datagram(&env),
         });
         carried
+    }
+
+    /// Sends an urgent fact at once, alone, to up to `fanout` random reachable members other
+    /// than its subject (every one of them when there are fewer); gossip then carries it on.
+    /// Returns how many were told.
+    fn announce(&mut self, fact: &Update, fanout: usize) -> usize {
+        let wire_fact = codec::update_to_wire(fact, fact.state == MemberState::Alive);
+        let subject = fact.name.as_str();
+        let targets = self.pick(fanout, |m| is_reachable(m.state) && *m.name != *subject);
+        for (name, addr) in &targets {
+            self.send_facts(*addr, Some(name), std::slice::from_ref(&wire_fact));
+        }
+        targets.len()
     }
 
     /// Names and addresses of up to `k` random other members matching `pred`.

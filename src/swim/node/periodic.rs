@@ -86,7 +86,7 @@ impl Swim {
             target_addr: addr,
             incarnation,
             indirect_sent: 0,
-            nacks: 0,
+            nackers: Vec::new(),
             acked: None,
             sent_at: now,
         });
@@ -144,7 +144,9 @@ impl Swim {
             self.nack_watch = Some(NackWatch {
                 seq: round.seq,
                 expected: round.indirect_sent,
-                received: round.nacks,
+                target: round.target.clone(),
+                incarnation: round.incarnation,
+                nackers: round.nackers.clone(),
             });
             let grace = self.awareness.scale(self.config.probe_timeout);
             self.timers.set(Timer::NackCheck, now + grace);
@@ -159,9 +161,18 @@ impl Swim {
         let mut update = target.to_update();
         update.state = MemberState::Suspected;
         update.accuser = self.local_name.clone();
-        if self.apply(now, update, &ChangeReason::ProbeFailed, true) {
-            self.stats.suspicions_raised += 1;
+        if !self.apply(now, update, &ChangeReason::ProbeFailed, true) {
+            return;
         }
+        self.stats.suspicions_raised += 1;
+        // Nacks that came before the round ended are witnesses too (later ones are added as
+        // they arrive, see `on_nack`).
+        for nacker in &round.nackers {
+            self.witness(now, &round.target, round.incarnation, nacker);
+        }
+        // Buddy system: tell the suspect at once, not at someone's next probe of it, so it can
+        // refute well before our timer (short if the nacks confirm it) runs out.
+        self.tell_suspect(&round.target);
     }
 
     /// Applies the health penalty for nacks of the last failed round that never arrived.
@@ -169,7 +180,7 @@ impl Swim {
         self.timers.stop(Timer::NackCheck);
         if let Some(watch) = self.nack_watch.take() {
             self.awareness
-                .apply(missing_nacks_delta(watch.expected, watch.received));
+                .apply(missing_nacks_delta(watch.expected, watch.nackers.len()));
         }
     }
 
@@ -267,12 +278,15 @@ impl Swim {
         let down: Option<Update> = self.members.get(name).map(|m| m.to_update());
         if let Some(down) = down {
             self.broadcast(&down);
+            // Every survivor should stop routing to it now, not when gossip gets round.
+            self.announce(&down, self.config.announce_fanout);
         }
         self.deadlines
             .push(now + self.config.retention, Deadline::Reap(name.to_owned()));
     }
 
-    /// Sends a suspect our accusation directly (see [`Deadline::SuspicionCheck`]).
+    /// Sends a suspect our accusation directly when a check is due (see
+    /// [`Deadline::SuspicionCheck`]).
     fn check_suspect(&mut self, now: Instant, name: &str) {
         let check = self.members.update(name, |m| match m.suspicion.as_mut() {
             Some(s) if m.state == MemberState::Suspected => s.poll_check(now),
@@ -281,15 +295,26 @@ impl Swim {
         let Some(Check::Due { next }) = check else {
             return;
         };
-        let Some((addr, fact)) = self.members.get(name).map(|m| (m.addr, m.to_update())) else {
-            return;
-        };
-        let fact = codec::update_to_wire(&fact, false);
-        self.send_with(addr, Some(name), None, None, vec![fact]);
+        self.tell_suspect(name);
         if let Some(at) = next {
             self.deadlines
                 .push(at, Deadline::SuspicionCheck(name.to_owned()));
         }
+    }
+
+    /// Sends a suspect the accusation we hold, alone in a datagram: it refutes if it is alive,
+    /// or answers with its newer incarnation if we missed its refutation.
+    fn tell_suspect(&mut self, name: &str) {
+        let held = self
+            .members
+            .get(name)
+            .filter(|m| m.state == MemberState::Suspected)
+            .map(|m| (m.addr, m.to_update()));
+        let Some((addr, fact)) = held else {
+            return;
+        };
+        let fact = codec::update_to_wire(&fact, false);
+        self.send_facts(addr, Some(name), &[fact]);
     }
 
     /// Forgets a DOWN or LEAVING member whose retention time has passed.

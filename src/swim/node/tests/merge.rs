@@ -131,10 +131,10 @@ fn suspicion_expires_to_down_then_reaped() {
         &datagram("b", None, vec![fact("c", 3, 1, MemberState::Suspected)]),
     );
     drain(&mut a);
-    // N = 4, k = min(3, 2) = 2, min = 4 s, max = 24 s; no confirmations yet.
+    // N = 4, k = min(3, 2) = 2, min = 1 s, max = 24 s; no confirmations yet.
     a.handle_timeout(t0 + Duration::from_millis(23_999));
     assert_eq!(a.member("c").unwrap().state, MemberState::Suspected);
-    // A second independent accuser shrinks it to 24 - 20 × log(2)/log(3) ≈ 11.38 s.
+    // A second independent accuser shrinks it to 24 - 23 × log(2)/log(3) ≈ 9.49 s.
     let mut confirm = fact("c", 3, 1, MemberState::Suspected);
     confirm.accuser = "d".into();
     let mut b = cluster(t0);
@@ -144,9 +144,9 @@ fn suspicion_expires_to_down_then_reaped() {
         &datagram("b", None, vec![fact("c", 3, 1, MemberState::Suspected)]),
     );
     b.handle_datagram(t0, addr(4), &datagram("d", None, vec![confirm]));
-    b.handle_timeout(t0 + Duration::from_millis(11_300));
+    b.handle_timeout(t0 + Duration::from_millis(9_450));
     assert_eq!(b.member("c").unwrap().state, MemberState::Suspected);
-    b.handle_timeout(t0 + Duration::from_millis(11_400));
+    b.handle_timeout(t0 + Duration::from_millis(9_500));
     assert_eq!(b.member("c").unwrap().state, MemberState::Down);
     a.handle_timeout(t0 + Duration::from_secs(24));
     let (_, events) = drain(&mut a);
