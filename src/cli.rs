@@ -101,14 +101,22 @@ pub struct AgentArgs {
     /// Members asked to probe indirectly (0 disables indirect probes)
     #[arg(long, env = "MESHD_INDIRECT_CHECKS", default_value_t = 3)]
     pub indirect_checks: usize,
-    /// Suspicion timeout floor multiplier (× log10 N × probe interval)
+    /// Suspicion timeout base multiplier (× log10 N × probe interval); the ceiling is
+    /// --suspicion-max-timeout-mult times this base
     #[arg(long, env = "MESHD_SUSPICION_MULT", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub suspicion_mult: u32,
-    /// Suspicion timeout ceiling as a multiple of the floor
+    /// Suspicion timeout of an unconfirmed suspicion, as a multiple of the base
     #[arg(long, env = "MESHD_SUSPICION_MAX_TIMEOUT_MULT", default_value_t = 6,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub suspicion_max_timeout_mult: u32,
+    /// Suspicion timeout once every expected witness confirms (× log10 N × probe interval)
+    #[arg(long, env = "MESHD_SUSPICION_CONFIRMED_MULT", default_value_t = 0.75,
+          value_parser = positive_f64)]
+    pub suspicion_confirmed_mult: f64,
+    /// Members an urgent fact (own join, leave, refuted DOWN, a DOWN verdict) is sent to at once
+    #[arg(long, env = "MESHD_ANNOUNCE_FANOUT", default_value_t = 256)]
+    pub announce_fanout: usize,
     /// How often piggyback gossip goes out
     #[arg(long, env = "MESHD_GOSSIP_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
     pub gossip_interval: Duration,
@@ -162,6 +170,15 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
         Ok(d) if d.is_zero() => Err("must be greater than zero".to_string()),
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (examples: 500ms, 1s, 2m)")),
+    }
+}
+
+/// A finite number above zero (a multiplier of a timeout).
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a number greater than zero".to_string()),
+        Err(e) => Err(format!("{e} (examples: 0.75, 2)")),
     }
 }
 
@@ -229,6 +246,8 @@ impl AgentArgs {
             indirect_checks: self.indirect_checks,
             suspicion_mult: self.suspicion_mult,
             suspicion_max_timeout_mult: self.suspicion_max_timeout_mult,
+            suspicion_confirmed_mult: self.suspicion_confirmed_mult,
+            announce_fanout: self.announce_fanout,
             gossip_interval: self.gossip_interval,
             gossip_nodes: self.gossip_nodes,
             gossip_to_the_dead: self.gossip_to_the_dead,
@@ -390,6 +409,10 @@ mod tests {
             "5",
             "--suspicion-max-timeout-mult",
             "7",
+            "--suspicion-confirmed-mult",
+            "1.5",
+            "--announce-fanout",
+            "9",
             "--gossip-interval",
             "100ms",
             "--gossip-nodes",
@@ -429,6 +452,8 @@ mod tests {
         assert_eq!(rt.swim.indirect_checks, 5);
         assert_eq!(rt.swim.suspicion_mult, 5);
         assert_eq!(rt.swim.suspicion_max_timeout_mult, 7);
+        assert_eq!(rt.swim.suspicion_confirmed_mult, 1.5);
+        assert_eq!(rt.swim.announce_fanout, 9);
         assert_eq!(rt.swim.gossip_interval, Duration::from_millis(100));
         assert_eq!(rt.swim.gossip_nodes, 4);
         assert_eq!(rt.swim.gossip_to_the_dead, Duration::from_secs(60));
@@ -468,6 +493,9 @@ mod tests {
             &["--probe-interval", "0s"],
             &["--seed-refresh-interval", "often"],
             &["--suspicion-mult", "0"],
+            &["--suspicion-confirmed-mult", "0"],
+            &["--suspicion-confirmed-mult", "NaN"],
+            &["--suspicion-confirmed-mult", "fast"],
             &["--log-format", "xml"],
             &["--unknown-flag"],
         ];

@@ -126,8 +126,9 @@ fn joiner_started_before_seed_joins_when_seed_appears() {
 /// SIGSTOP a node for 3 s: peers suspect it; after SIGCONT it refutes and is ALIVE everywhere.
 #[test]
 fn stopped_node_refutes_suspicion_after_sigcont() {
-    // Suspicion floor = 8 × 500 ms = 4 s, longer than the 3 s stop, so refutation wins the race.
-    let flags = [FAST, &["--suspicion-mult", "8"]].concat();
+    // Suspicion floor (even with every witness confirming) = 8 × 500 ms = 4 s, longer than the
+    // 3 s stop, so refutation wins the race.
+    let flags = [FAST, &["--suspicion-confirmed-mult", "8"]].concat();
     let nodes = start_cluster("stop", 14, 3, &flags);
     let all: Vec<&Node> = nodes.iter().collect();
     wait_until(Duration::from_secs(20), || all_see_alive(&all, 3)).expect("3 nodes converge");

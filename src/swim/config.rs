@@ -18,7 +18,7 @@ pub struct Config {
     /// Independent witnesses (other accusers, the nacks of our own indirect probers) shrink it.
     pub suspicion_max_timeout_mult: u32,
     /// Floor = suspicion_confirmed_mult × max(1, log10 N) × probe_interval: the timeout once
-    /// `indirect_checks` independent witnesses agree (2 s at N = 100 with the default 1.0).
+    /// `indirect_checks` independent witnesses agree (1.5 s at N = 100 with the default 0.75).
     /// Lower detects a crash sooner; a live suspect must refute within it, so keep it above a
     /// few round trips plus the longest stall a healthy node may have. Clamped to the ceiling.
     pub suspicion_confirmed_mult: f64,
@@ -54,7 +54,7 @@ impl Default for Config {
             indirect_checks: 3,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
-            suspicion_confirmed_mult: 1.0,
+            suspicion_confirmed_mult: 0.75,
             gossip_interval: Duration::from_millis(200),
             gossip_nodes: 3,
             gossip_to_the_dead: Duration::from_secs(30),
@@ -63,7 +63,7 @@ impl Default for Config {
             retention: Duration::from_secs(600),
             max_datagram_size: 1400,
             awareness_max_multiplier: 8,
-            announce_fanout: 128,
+            announce_fanout: 256,
         }
     }
 }

@@ -43,7 +43,8 @@ impl Swim {
             // Only accusations can need a correction: keep the name only for those.
             let accused = matches!(state, MemberState::Suspected | MemberState::Down)
                 .then(|| update.name.clone());
-            self.apply(now, update, &reason, true);
+            let gossip = !self.is_join_announcement(&sender, &update);
+            self.apply(now, update, &reason, gossip);
             // Checked after merging, so a refutation we just made goes straight back too.
             if let Some(name) = accused {
                 if let Some(newer) = self.correction_for(&name, incarnation, state) {
@@ -72,6 +73,18 @@ impl Swim {
             // may declare a live member DOWN after missing a refutation.
             self.send_with(from, Some(&sender), None, None, corrections);
         }
+    }
+
+    /// A member we do not know yet telling us itself that it is ALIVE, in a cluster small enough
+    /// that its announcement went to every member it knows of (see `announce_fanout`). Passing
+    /// it on would be redundant: a mass join would then make every node re-gossip every
+    /// joiner (N² log N updates, seconds of traffic after the cluster converged). Members that
+    /// joined after it learn it from the seed; its own queue and the seed's still gossip it.
+    fn is_join_announcement(&self, sender: &str, u: &Update) -> bool {
+        u.name == sender
+            && u.state == MemberState::Alive
+            && self.members.get(&u.name).is_none()
+            && self.members.live_count() <= self.config.announce_fanout.saturating_add(1)
     }
 
     /// Our newer fact about a member that `u` accuses (SUSPECTED or DOWN) at an older
