@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn bounds_table() {
-        let default = Config::default(); // 1 s probe interval, mult 4, max mult 6, confirmed 1.0
+        let default = Config::default(); // 1 s probe interval, mult 4, max mult 6, confirmed 0.75
         let slow = Config {
             suspicion_confirmed_mult: 2.5,
             probe_interval: ms(500),
@@ -198,10 +198,10 @@ mod tests {
             ..Config::default()
         };
         let cases = [
-            (&default, 1, ms(1000), ms(24000)),
-            (&default, 10, ms(1000), ms(24000)),
-            (&default, 100, ms(2000), ms(48000)),
-            (&default, 1000, ms(3000), ms(72000)),
+            (&default, 1, ms(750), ms(24000)),
+            (&default, 10, ms(750), ms(24000)),
+            (&default, 100, ms(1500), ms(48000)),
+            (&default, 1000, ms(2250), ms(72000)),
             (&slow, 100, ms(2500), ms(24000)),
             // The floor never exceeds the ceiling.
             (&absurd, 100, ms(48000), ms(48000)),

@@ -80,4 +80,5 @@ fn cluster(t0: Instant) -> Swim {
 
 mod lifecycle;
 mod merge;
+mod policy;
 mod probing;
