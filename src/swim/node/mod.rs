@@ -314,9 +314,13 @@ impl Swim {
         let gossip = self.jitter(self.config.gossip_interval);
         self.timers.set(Timer::Probe, now + probe);
         self.timers.set(Timer::Gossip, now + gossip);
-        // The first exchange comes at a random point of the interval: it closes gossip gaps of
-        // a mass join sooner on average, and nodes restarted together do not exchange in step.
-        let push_pull = self.jitter(self.push_pull_interval());
+        // A joiner has just exchanged full state with its seed and told every member it learned
+        // of (announce_fanout), so its first periodic exchange comes one interval later on
+        // average, at a random point of [interval / 2, 3 × interval / 2): nodes started together
+        // do not exchange in step, and a mass join is not followed by a burst of full-state
+        // exchanges nobody needs.
+        let interval = self.push_pull_interval();
+        let push_pull = interval / 2 + self.jitter(interval);
         self.timers.set(Timer::PushPull, now + push_pull);
     }
 
@@ -433,12 +437,7 @@ impl Swim {
     }
 
     /// Queues one built datagram; notes who was told of our leave. Returns the updates carried.
-    fn transmit(
-        &mut self,
-        dst: SocketAddr,
-        dst_name: Option<&str>,
-        env: wire::Envelope,
-    ) -> usize {
+    fn transmit(&mut self, dst: SocketAddr, dst_name: Option<&str>, env: wire::Envelope) -> usize {
         if let (Some(leave), Some(dst_name)) = (self.leave.as_mut(), dst_name) {
             let leaving = wire::MemberState::Leaving as i32;
             if env

@@ -320,3 +320,24 @@ fn join_announcements_are_regossiped_only_beyond_the_fanout() {
         );
     }
 }
+
+#[test]
+fn first_push_pull_after_a_join_comes_about_one_interval_later() {
+    let t0 = Instant::now();
+    let seed = six(t0, Config::default());
+    let interval = Config::default().push_pull_interval; // N = 7: not scaled
+    for rng_seed in 0..20 {
+        let identity = Identity {
+            name: "j".into(),
+            addr: addr(10),
+            meta: NodeMeta::default(),
+        };
+        let mut j = Swim::new(Config::default(), identity, rng_seed, t0);
+        j.handle_push_pull(t0, &seed.push_pull_payload()).unwrap();
+        let at = j.timers.get(Timer::PushPull).unwrap() - t0;
+        assert!(
+            at >= interval / 2 && at < interval * 3 / 2,
+            "seed {rng_seed}: first exchange after {at:?}"
+        );
+    }
+}
