@@ -578,28 +578,32 @@ fn leave_spread(sim: &mut Sim, leaver: usize, limit: Duration) -> Option<Duratio
 /// gossip alone it takes several gossip ticks, with a tail.
 #[test]
 fn leave_reaches_every_member_at_once() {
-    let (mut sim, t) = simultaneous_join(22, 100, Config::default().announce_fanout, secs(2.0));
-    assert!(t.is_some(), "100 did not converge");
-    let at_once = leave_spread(&mut sim, 42, secs(5.0)).expect("leave did not spread");
+    let spread = |fanout: usize| {
+        let config = Config {
+            announce_fanout: fanout,
+            ..Config::default()
+        };
+        let mut sim = converged_cluster(22, config);
+        leave_spread(&mut sim, 42, secs(10.0)).expect("leave did not spread")
+    };
+    let at_once = spread(Config::default().announce_fanout);
     assert!(
         at_once <= secs(0.02),
-        "N = 100: LEAVING everywhere after {at_once:?}"
+        "N = {N}: LEAVING everywhere after {at_once:?}"
     );
-    // Fanout 40 of 99: the rest hear it from the 40 within a couple of gossip ticks.
-    let (mut sim, _) = simultaneous_join(22, 100, 40, secs(30.0));
-    let partial = leave_spread(&mut sim, 42, secs(5.0)).expect("leave did not spread");
+    // Fanout 15 of 49: the rest hear it from those within a couple of gossip ticks.
+    let partial = spread(15);
     assert!(
         partial <= secs(0.6),
-        "fanout 40: LEAVING everywhere after {partial:?}"
+        "fanout 15: LEAVING everywhere after {partial:?}"
     );
-    let (mut sim, _) = simultaneous_join(22, 100, 0, secs(120.0));
-    let gossip = leave_spread(&mut sim, 42, secs(10.0)).expect("leave did not spread");
+    let gossip = spread(0);
     assert!(
         gossip > partial,
-        "gossip alone {gossip:?} not slower than fanout 40 {partial:?}"
+        "gossip alone {gossip:?} not slower than fanout 15 {partial:?}"
     );
     println!(
-        "leave at N = 100: fanout 256 {at_once:?}, fanout 40 {partial:?}, gossip alone {gossip:?}"
+        "leave at N = {N}: fanout 256 {at_once:?}, fanout 15 {partial:?}, gossip alone {gossip:?}"
     );
 }
 
