@@ -1,4 +1,5 @@
-//! Protocol knobs. Defaults follow HashiCorp memberlist's LAN profile.
+//! Protocol knobs. Timing defaults follow HashiCorp memberlist's LAN profile; the confirmed
+//! suspicion floor and the announce fanout are ours.
 
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// How many members are asked to probe indirectly (k in SWIM). 0 disables indirect probes.
     pub indirect_checks: usize,
-    /// Base of the suspicion timeout: suspicion_mult × max(1, log10 N) × probe_interval (memberlist's
-    /// floor). Here it sets the ceiling (below) and how often a suspect is re-checked.
+    /// Base of the suspicion timeout: suspicion_mult × max(1, log10 N) × probe_interval
+    /// (memberlist's floor). Here it only sets the ceiling (below).
     pub suspicion_mult: u32,
     /// Ceiling = suspicion_max_timeout_mult × base: the timeout of a suspicion nobody confirms.
     /// Independent witnesses (other accusers, the nacks of our own indirect probers) shrink it.
@@ -42,7 +43,9 @@ pub struct Config {
     /// verdict it declares) go at once, alone in a small datagram, to this many random members
     /// (all of them in smaller clusters), then ride normal gossip. Closes the tail of nodes that
     /// gossip misses; costs one burst of this many datagrams per event, none in steady state.
-    /// 0 leaves them to gossip alone.
+    /// While it covers the cluster (N ≤ fanout + 1), receivers do not re-gossip a joiner's
+    /// announcement of itself. Bounded so a large cluster stays sane: at N = 10,000 a join is
+    /// 256 small datagrams from the joiner. 0 leaves urgent facts to gossip alone.
     pub announce_fanout: usize,
 }
 
