@@ -288,6 +288,20 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Most DNS lookups (seeds) that may block at once; each runs on its own blocking thread.
+const MAX_BLOCKING_THREADS: usize = 4;
+
+/// The agent's async runtime: one thread. The daemon waits on sockets and timers almost all the
+/// time and its work per input is microseconds, so a second worker would only add memory (its
+/// stack and malloc arena) and cross-thread wake-ups. Nothing in the agent blocks the thread:
+/// DNS lookups go to tokio's blocking pool, which starts threads only while one is needed.
+fn agent_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+}
+
 fn run_agent(args: AgentArgs) -> ExitCode {
     let log_format = args.log_format;
     let config = match args.into_config() {
@@ -298,10 +312,7 @@ fn run_agent(args: AgentArgs) -> ExitCode {
         }
     };
     init_logging(log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match agent_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
