@@ -110,7 +110,7 @@ pub struct DriverIo {
     /// Where snapshots are published.
     pub snapshots: watch::Sender<Snapshot>,
     /// Where membership events are broadcast, after the snapshot that contains them.
-    pub events: broadcast::Sender<SequencedEvent>,
+    pub events: broadcast::Sender<Arc<SequencedEvent>>,
 }
 
 /// The task state; see the module docs.
@@ -517,7 +517,7 @@ impl Driver {
         // Only after the snapshot that contains them: see `EventFeed::subscribe`.
         for event in fresh {
             // No receivers is fine: nobody is watching.
-            let _ = self.io.events.send(event);
+            let _ = self.io.events.send(Arc::new(event));
         }
     }
 
