@@ -4,16 +4,17 @@ fn main() -> std::process::ExitCode {
     meshd::cli::run()
 }
 
-/// The libm functions the daemon calls (`f64::log10` in the core's formulas, `ln`, `log2`,
-/// `ln_1p` and `exp` in the Prometheus exporter, `powf` where an unoptimised build does not fold
-/// it), defined here so the linker resolves them in
-/// the binary and, needing nothing else from glibc's libm.so, does not link it at all.
+/// The libm functions the daemon calls (`f64::log10` in the core's formulas; `ln`, `log2`,
+/// `ln_1p` and `exp` in the Prometheus exporter; `powf` where an unoptimised build does not
+/// fold it), defined here so the linker resolves them in the binary and, needing nothing else
+/// from glibc's libm.so, does not link it at all.
 ///
 /// Why: every agent maps the libraries it loads, and libm.so alone kept ~0.5 MiB resident in
 /// each process (its relocations, resolvers and the code pages these calls fault in), 8 % of
-/// the 6 MiB RSS budget, for a handful of functions. The replacements are rust-lang's `libm` crate
-/// (musl's algorithms), within one ulp of glibc's results, far below what the
-/// timeouts and histograms computed from them can tell; `tests/cli.rs` checks that a running agent maps no libm.
+/// the 6 MiB RSS budget, for a handful of functions. The replacements are rust-lang's `libm`
+/// crate (musl's algorithms), within one ulp of glibc's results, far below what the timeouts
+/// and histograms computed from them can tell. `tests/footprint.rs` checks that a running
+/// agent maps no libm.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod math {
     /// Base-10 logarithm, as C's `log10`.
