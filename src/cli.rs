@@ -12,10 +12,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+mod profile;
+
+pub use profile::Profile;
 
 use crate::agent::{self, AgentConfig};
 use crate::client;
-use crate::runtime::quic::EXCHANGE_TIMEOUT;
 use crate::runtime::{entropy, RuntimeConfig, Seed};
 use crate::swim::{self, Identity, NodeMeta};
 
@@ -92,47 +98,54 @@ pub struct AgentArgs {
     /// Tag key=value announced with this node (repeatable, or comma-separated)
     #[arg(long = "tag", env = "MESHD_TAG", value_delimiter = ',', value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
-    /// How often one member is probed
-    #[arg(long, env = "MESHD_PROBE_INTERVAL", default_value = "1s", value_parser = positive_duration)]
-    pub probe_interval: Duration,
+    /// Timing preset after memberlist's LAN, WAN and local configs; the timing flags below
+    /// override single values of it
+    #[arg(long, env = "MESHD_PROFILE", value_enum, default_value_t = Profile::Lan)]
+    pub profile: Profile,
+    /// How often one member is probed [default: from --profile; lan 1s, wan 5s, local 1s]
+    #[arg(long, env = "MESHD_PROBE_INTERVAL", value_parser = positive_duration)]
+    pub probe_interval: Option<Duration>,
     /// Wait for a direct ack before probing indirectly; must be below --probe-interval
-    #[arg(long, env = "MESHD_PROBE_TIMEOUT", default_value = "500ms", value_parser = positive_duration)]
-    pub probe_timeout: Duration,
-    /// Members asked to probe indirectly (0 disables indirect probes)
-    #[arg(long, env = "MESHD_INDIRECT_CHECKS", default_value_t = 3)]
-    pub indirect_checks: usize,
+    /// [default: lan 500ms, wan 3s, local 200ms]
+    #[arg(long, env = "MESHD_PROBE_TIMEOUT", value_parser = positive_duration)]
+    pub probe_timeout: Option<Duration>,
+    /// Members asked to probe indirectly, 0 disables indirect probes [default: lan 3, wan 3,
+    /// local 1]
+    #[arg(long, env = "MESHD_INDIRECT_CHECKS")]
+    pub indirect_checks: Option<usize>,
     /// Suspicion timeout base multiplier (× log10 N × probe interval); the ceiling is
-    /// --suspicion-max-timeout-mult times this base
-    #[arg(long, env = "MESHD_SUSPICION_MULT", default_value_t = 4,
+    /// --suspicion-max-timeout-mult times this base [default: lan 4, wan 6, local 3]
+    #[arg(long, env = "MESHD_SUSPICION_MULT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub suspicion_mult: Option<u32>,
+    /// Suspicion timeout of an unconfirmed suspicion, as a multiple of the base [default: 6 in
+    /// every profile]
+    #[arg(long, env = "MESHD_SUSPICION_MAX_TIMEOUT_MULT",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub suspicion_mult: u32,
-    /// Suspicion timeout of an unconfirmed suspicion, as a multiple of the base
-    #[arg(long, env = "MESHD_SUSPICION_MAX_TIMEOUT_MULT", default_value_t = 6,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub suspicion_max_timeout_mult: u32,
+    pub suspicion_max_timeout_mult: Option<u32>,
     /// Suspicion timeout once every expected witness confirms (× log10 N × probe interval)
-    #[arg(long, env = "MESHD_SUSPICION_CONFIRMED_MULT", default_value_t = 0.75,
-          value_parser = positive_f64)]
-    pub suspicion_confirmed_mult: f64,
+    /// [default: 0.75 in every profile]
+    #[arg(long, env = "MESHD_SUSPICION_CONFIRMED_MULT", value_parser = positive_f64)]
+    pub suspicion_confirmed_mult: Option<f64>,
     /// Members an urgent fact (own join, leave, refuted DOWN, a DOWN verdict) is sent to at once
-    #[arg(long, env = "MESHD_ANNOUNCE_FANOUT", default_value_t = 256)]
-    pub announce_fanout: usize,
-    /// How often piggyback gossip goes out
-    #[arg(long, env = "MESHD_GOSSIP_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
-    pub gossip_interval: Duration,
-    /// Members each gossip tick sends to
-    #[arg(long, env = "MESHD_GOSSIP_NODES", default_value_t = 3)]
-    pub gossip_nodes: usize,
-    /// How long DOWN members still receive gossip
-    #[arg(long, env = "MESHD_GOSSIP_TO_THE_DEAD", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub gossip_to_the_dead: Duration,
-    /// Each update is sent retransmit-mult × ceil(log10(N+1)) times
-    #[arg(long, env = "MESHD_RETRANSMIT_MULT", default_value_t = 4,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub retransmit_mult: u32,
-    /// Base interval of full-state push-pull exchanges
-    #[arg(long, env = "MESHD_PUSH_PULL_INTERVAL", default_value = "30s", value_parser = positive_duration)]
-    pub push_pull_interval: Duration,
+    /// [default: 256 in every profile]
+    #[arg(long, env = "MESHD_ANNOUNCE_FANOUT")]
+    pub announce_fanout: Option<usize>,
+    /// How often piggyback gossip goes out [default: lan 200ms, wan 500ms, local 100ms]
+    #[arg(long, env = "MESHD_GOSSIP_INTERVAL", value_parser = positive_duration)]
+    pub gossip_interval: Option<Duration>,
+    /// Members each gossip tick sends to [default: lan 3, wan 4, local 3]
+    #[arg(long, env = "MESHD_GOSSIP_NODES")]
+    pub gossip_nodes: Option<usize>,
+    /// How long DOWN members still receive gossip [default: lan 30s, wan 1m, local 15s]
+    #[arg(long, env = "MESHD_GOSSIP_TO_THE_DEAD", value_parser = humantime::parse_duration)]
+    pub gossip_to_the_dead: Option<Duration>,
+    /// Each update is sent retransmit-mult × ceil(log10(N+1)) times [default: lan 4, wan 4,
+    /// local 2]
+    #[arg(long, env = "MESHD_RETRANSMIT_MULT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retransmit_mult: Option<u32>,
+    /// Base interval of full-state push-pull exchanges [default: lan 30s, wan 1m, local 15s]
+    #[arg(long, env = "MESHD_PUSH_PULL_INTERVAL", value_parser = positive_duration)]
+    pub push_pull_interval: Option<Duration>,
     /// How often seeds are resolved again once joined (merges split clusters, finds members at
     /// new IPs); 0s disables
     #[arg(long, env = "MESHD_SEED_REFRESH_INTERVAL", default_value = "30s",
@@ -199,6 +212,20 @@ fn default_name() -> String {
 impl AgentArgs {
     /// Checks the flags that depend on each other and builds the agent's configuration.
     pub fn into_config(self) -> Result<AgentConfig, String> {
+        let swim = self.timing();
+        if swim.probe_timeout >= swim.probe_interval {
+            let source = |explicit: bool| match explicit {
+                true => String::new(),
+                false => format!(", from --profile {}", self.profile.name()),
+            };
+            return Err(format!(
+                "--probe-timeout ({}{}) must be shorter than --probe-interval ({}{})",
+                humantime::format_duration(swim.probe_timeout),
+                source(self.probe_timeout.is_some()),
+                humantime::format_duration(swim.probe_interval),
+                source(self.probe_interval.is_some()),
+            ));
+        }
         let name = match self.mesh_server_name {
             Some(name) => name.trim().to_string(),
             None => default_name(),
@@ -227,35 +254,12 @@ impl AgentArgs {
             }
             None => self.mesh_host,
         };
-        if self.probe_timeout >= self.probe_interval {
-            return Err(format!(
-                "--probe-timeout ({}) must be shorter than --probe-interval ({})",
-                humantime::format_duration(self.probe_timeout),
-                humantime::format_duration(self.probe_interval)
-            ));
-        }
         let mut tags = BTreeMap::new();
         for (key, value) in self.tags {
             if tags.insert(key.clone(), value).is_some() {
                 return Err(format!("--tag {key} is given more than once"));
             }
         }
-        let swim = swim::Config {
-            probe_interval: self.probe_interval,
-            probe_timeout: self.probe_timeout,
-            indirect_checks: self.indirect_checks,
-            suspicion_mult: self.suspicion_mult,
-            suspicion_max_timeout_mult: self.suspicion_max_timeout_mult,
-            suspicion_confirmed_mult: self.suspicion_confirmed_mult,
-            announce_fanout: self.announce_fanout,
-            gossip_interval: self.gossip_interval,
-            gossip_nodes: self.gossip_nodes,
-            gossip_to_the_dead: self.gossip_to_the_dead,
-            retransmit_mult: self.retransmit_mult,
-            push_pull_interval: self.push_pull_interval,
-            retention: self.retention,
-            ..swim::Config::default()
-        };
         let identity = Identity {
             name,
             addr: SocketAddr::new(advertise_ip, self.mesh_port),
@@ -272,7 +276,7 @@ impl AgentArgs {
                 swim,
                 seeds: self.mesh_peer_urls,
                 leave_timeout: self.leave_timeout,
-                exchange_timeout: EXCHANGE_TIMEOUT,
+                exchange_timeout: self.profile.exchange_timeout(),
                 seed_refresh_interval: self.seed_refresh_interval,
             },
             http: SocketAddr::new(self.host, self.port),
@@ -281,18 +285,61 @@ impl AgentArgs {
     }
 }
 
+/// The log filter from `RUST_LOG`: comma-separated `target=level` directives and an optional
+/// bare default level (`meshd=debug,warn`); unset or unparsable means `info`.
+///
+/// A plain target filter rather than tracing-subscriber's `EnvFilter`: that one also matches
+/// span fields with regular expressions, which links a regex engine into the daemon (about
+/// 0.3 MB of code, resident in every process) for a feature nobody uses here.
+pub fn log_filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+impl AgentArgs {
+    /// The protocol knobs: the profile's, with every timing flag given (or set in the
+    /// environment) taking its place.
+    fn timing(&self) -> swim::Config {
+        let profile = self.profile.swim();
+        swim::Config {
+            probe_interval: self.probe_interval.unwrap_or(profile.probe_interval),
+            probe_timeout: self.probe_timeout.unwrap_or(profile.probe_timeout),
+            indirect_checks: self.indirect_checks.unwrap_or(profile.indirect_checks),
+            suspicion_mult: self.suspicion_mult.unwrap_or(profile.suspicion_mult),
+            suspicion_max_timeout_mult: self
+                .suspicion_max_timeout_mult
+                .unwrap_or(profile.suspicion_max_timeout_mult),
+            suspicion_confirmed_mult: self
+                .suspicion_confirmed_mult
+                .unwrap_or(profile.suspicion_confirmed_mult),
+            announce_fanout: self.announce_fanout.unwrap_or(profile.announce_fanout),
+            gossip_interval: self.gossip_interval.unwrap_or(profile.gossip_interval),
+            gossip_nodes: self.gossip_nodes.unwrap_or(profile.gossip_nodes),
+            gossip_to_the_dead: self
+                .gossip_to_the_dead
+                .unwrap_or(profile.gossip_to_the_dead),
+            retransmit_mult: self.retransmit_mult.unwrap_or(profile.retransmit_mult),
+            push_pull_interval: self
+                .push_pull_interval
+                .unwrap_or(profile.push_pull_interval),
+            retention: self.retention,
+            ..profile
+        }
+    }
+}
+
 /// Installs the tracing subscriber: filter from `RUST_LOG` (default `info`), logs on stderr.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes help a human at a terminal but garble log files and collectors.
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(layer).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
     }
 }
 
@@ -307,6 +354,20 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Most DNS lookups (seeds) that may block at once; each runs on its own blocking thread.
+const MAX_BLOCKING_THREADS: usize = 4;
+
+/// The agent's async runtime: one thread. The daemon waits on sockets and timers almost all the
+/// time and its work per input is microseconds, so a second worker would only add memory (its
+/// stack and malloc arena) and cross-thread wake-ups. Nothing in the agent blocks the thread:
+/// DNS lookups go to tokio's blocking pool, which starts threads only while one is needed.
+fn agent_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+}
+
 fn run_agent(args: AgentArgs) -> ExitCode {
     let log_format = args.log_format;
     let config = match args.into_config() {
@@ -317,10 +378,7 @@ fn run_agent(args: AgentArgs) -> ExitCode {
         }
     };
     init_logging(log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match agent_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -466,6 +524,77 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_sets_the_timing_and_flags_override_it() {
+        let wan = config(&[&LOCAL[..], &["--profile", "wan"]].concat()).expect("wan");
+        assert_eq!(wan.runtime.swim, Profile::Wan.swim());
+        assert_eq!(
+            wan.runtime.exchange_timeout,
+            Profile::Wan.exchange_timeout()
+        );
+        let local = config(&[&LOCAL[..], &["--profile", "local"]].concat()).expect("local");
+        assert_eq!(local.runtime.swim, Profile::Local.swim());
+
+        let mixed = config(
+            &[
+                &LOCAL[..],
+                &[
+                    "--profile",
+                    "wan",
+                    "--probe-interval",
+                    "4s",
+                    "--gossip-nodes",
+                    "2",
+                ],
+            ]
+            .concat(),
+        )
+        .expect("wan with overrides");
+        let swim = &mixed.runtime.swim;
+        assert_eq!(swim.probe_interval, Duration::from_secs(4));
+        assert_eq!(swim.gossip_nodes, 2);
+        // Everything not given stays the profile's.
+        assert_eq!(
+            swim,
+            &swim::Config {
+                probe_interval: Duration::from_secs(4),
+                gossip_nodes: 2,
+                ..Profile::Wan.swim()
+            }
+        );
+    }
+
+    #[test]
+    fn a_profile_also_comes_from_the_environment() {
+        // Only this test reads MESHD_PROFILE, so setting it cannot disturb the others.
+        std::env::set_var("MESHD_PROFILE", "local");
+        let args = parse(&LOCAL);
+        std::env::remove_var("MESHD_PROFILE");
+        assert_eq!(args.expect("valid").profile, Profile::Local);
+    }
+
+    #[test]
+    fn an_unknown_profile_is_refused_with_the_choices() {
+        let err = parse(&["--profile", "metro"]).expect_err("unknown profile");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        let text = err.to_string();
+        assert!(
+            text.contains("metro") && text.contains("lan, wan, local"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_override_that_clashes_with_the_profile_names_the_profile() {
+        // WAN's 3 s probe timeout is not below a 2 s interval.
+        let err = config(&[&LOCAL[..], &["--profile", "wan", "--probe-interval", "2s"]].concat())
+            .expect_err("timeout above interval");
+        assert!(
+            err.contains("--probe-timeout (3s, from --profile wan)") && !err.contains('\n'),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unspecified_bind_needs_an_advertise_host() {
         let err = config(&[]).expect_err("0.0.0.0 without advertise host");
         assert!(err.contains("--mesh-advertise-host"), "{err}");
@@ -547,6 +676,23 @@ mod tests {
         let config =
             config(&[&LOCAL[..], &["--seed-refresh-interval", "0s"]].concat()).expect("0s");
         assert!(config.runtime.seed_refresh_interval.is_zero());
+    }
+
+    #[test]
+    fn rust_log_sets_levels_per_target_and_defaults_to_info() {
+        use tracing::Level;
+        let default = log_filter(None);
+        assert!(default.would_enable("meshd::runtime", &Level::INFO));
+        assert!(!default.would_enable("meshd::runtime", &Level::DEBUG));
+        // Unparsable directives fall back to the default rather than silencing the daemon.
+        let bad = log_filter(Some("meshd=loud"));
+        assert!(bad.would_enable("quinn", &Level::INFO));
+        let mixed = log_filter(Some("meshd=debug,warn"));
+        assert!(mixed.would_enable("meshd::runtime::driver", &Level::DEBUG));
+        assert!(!mixed.would_enable("quinn_proto", &Level::INFO));
+        assert!(mixed.would_enable("quinn_proto", &Level::WARN));
+        let off = log_filter(Some("off"));
+        assert!(!off.would_enable("meshd", &Level::ERROR));
     }
 
     #[test]

@@ -45,7 +45,8 @@ fn snapshot(local_state: MemberState) -> Snapshot {
         member("n3", 3, MemberState::Suspected, false, since),
         member("n1", 1, MemberState::Alive, false, since),
         member("n4", 4, MemberState::Down, false, since),
-    ];
+    ]
+    .into();
     snap.health_score = 2;
     snap
 }

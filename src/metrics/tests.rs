@@ -28,7 +28,8 @@ fn snapshot(t0: Instant) -> Snapshot {
         member("n3", MemberState::Suspected, false, t0),
         member("n4", MemberState::Down, false, t0),
         member("n5", MemberState::Leaving, false, t0),
-    ];
+    ]
+    .into();
     s.health_score = 3;
     s.pending_broadcasts = 7;
     s.stats.datagrams_sent = 100;
@@ -174,7 +175,12 @@ fn events_count_reconnects_and_time_suspicions() {
         m.observe(&mut tracker, e);
     }
     let mut s = snapshot(t0);
-    s.members.retain(|m| m.name != "n5");
+    s.members = s
+        .members
+        .iter()
+        .filter(|m| m.name != "n5")
+        .cloned()
+        .collect();
     let text = m.render(&s);
     assert_eq!(value(&text, "router_mesh_peer_reconnects_total", ""), 2.0);
     let conv = "router_mesh_convergence_ms";

@@ -27,7 +27,8 @@ use crate::swim::{MemberState, MemberView, NodeMeta, Swim};
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// Snapshots are republished at least this often while inputs arrive, so counters stay fresh
-/// without copying the member table on every datagram. Membership changes publish at once.
+/// without a publish (and a wake-up of every snapshot watcher) per datagram. Membership changes
+/// publish at once.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A request to the driver from the API, the agent or the QUIC server.
@@ -109,7 +110,7 @@ pub struct DriverIo {
     /// Where snapshots are published.
     pub snapshots: watch::Sender<Snapshot>,
     /// Where membership events are broadcast, after the snapshot that contains them.
-    pub events: broadcast::Sender<SequencedEvent>,
+    pub events: broadcast::Sender<Arc<SequencedEvent>>,
 }
 
 /// The task state; see the module docs.
@@ -125,6 +126,9 @@ pub struct Driver {
     leave_deadline: Option<Instant>,
     last_publish: Option<Instant>,
     last_event_seq: u64,
+    /// The member list of the last snapshot; rebuilt only after membership events, since
+    /// copying every member (names, tags) is what a publish would otherwise cost.
+    members: Arc<[MemberView]>,
 }
 
 impl Driver {
@@ -132,6 +136,7 @@ impl Driver {
     pub fn new(core: Swim, io: DriverIo, settings: DriverSettings) -> Self {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let refresh = SeedRefresh::new(settings.seed_refresh_interval);
+        let members = core.members().into();
         Driver {
             core,
             io,
@@ -144,6 +149,7 @@ impl Driver {
             leave_deadline: None,
             last_publish: None,
             last_event_seq: 0,
+            members,
         }
     }
 
@@ -179,6 +185,7 @@ impl Driver {
             }
             self.after_input(false).await;
         }
+        self.members = self.core.members().into();
         self.publish(Instant::now());
     }
 
@@ -499,13 +506,18 @@ impl Driver {
             Some(at) => now.duration_since(at) >= PUBLISH_INTERVAL,
             None => true,
         };
+        if force_publish || !fresh.is_empty() {
+            // Every change to the member list comes with an event (a member appeared, changed
+            // state, incarnation, address or metadata, or was reaped).
+            self.members = self.core.members().into();
+        }
         if force_publish || stale || !fresh.is_empty() {
             self.publish(now);
         }
         // Only after the snapshot that contains them: see `EventFeed::subscribe`.
         for event in fresh {
             // No receivers is fine: nobody is watching.
-            let _ = self.io.events.send(event);
+            let _ = self.io.events.send(Arc::new(event));
         }
     }
 
@@ -526,9 +538,15 @@ impl Driver {
         self.counters.datagrams_dropped_full = socket.swim_dropped_full.load(Ordering::Relaxed);
         self.counters.quic_dropped_oversize = socket.quic_dropped_oversize.load(Ordering::Relaxed);
         self.counters.recv_errors = socket.recv_errors.load(Ordering::Relaxed);
+        // The cached list must be what the core holds; checked in debug builds (every test).
+        debug_assert_eq!(
+            &self.members[..],
+            &self.core.members()[..],
+            "member list changed without an event"
+        );
         let snapshot = Snapshot {
             local: self.core.local(),
-            members: self.core.members(),
+            members: self.members.clone(),
             stats: self.core.stats().clone(),
             health_score: self.core.health_score(),
             pending_broadcasts: self.core.pending_broadcasts(),

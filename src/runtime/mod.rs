@@ -70,7 +70,7 @@ pub struct RuntimeConfig {
 #[derive(Debug)]
 pub struct Runtime {
     snapshots: watch::Receiver<Snapshot>,
-    events: broadcast::Sender<SequencedEvent>,
+    events: broadcast::Sender<Arc<SequencedEvent>>,
     commands: mpsc::Sender<Command>,
     driver: JoinHandle<()>,
     endpoint: Endpoint,

@@ -1,5 +1,10 @@
 //! The read-only picture of the node the driver publishes after its inputs (via `watch`).
+//!
+//! The member list is shared ([`Arc`]) and rebuilt only when membership changes; everything
+//! else (counters, health, this node's own entry) is small and copied at every publish. So
+//! republishing to keep counters fresh costs the same at 10 members as at 10,000.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::swim::{MemberState, MemberView, Stats};
@@ -50,8 +55,9 @@ impl RuntimeCounters {
 pub struct Snapshot {
     /// This node's own entry.
     pub local: MemberView,
-    /// Every known member, this node included, sorted by name.
-    pub members: Vec<MemberView>,
+    /// Every known member, this node included, sorted by name. Shared between snapshots until
+    /// the next membership event replaces it.
+    pub members: Arc<[MemberView]>,
     /// The core's counters.
     pub stats: Stats,
     /// Lifeguard local health score (0 is healthy).
@@ -70,7 +76,7 @@ impl Snapshot {
     /// A snapshot of a node that knows only itself, e.g. before the driver starts.
     pub fn of_local(local: MemberView, taken_at: Instant) -> Self {
         Snapshot {
-            members: vec![local.clone()],
+            members: Arc::new([local.clone()]),
             local,
             stats: Stats::default(),
             health_score: 0,

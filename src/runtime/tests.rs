@@ -281,3 +281,47 @@ async fn without_seed_refresh_a_cluster_that_formed_apart_stays_split() {
         node.close().await;
     }
 }
+
+/// Counters keep being republished, but the member list is the same allocation until
+/// membership changes: a publish no longer copies every member.
+#[tokio::test]
+async fn counter_updates_share_the_member_list() {
+    let seed = Runtime::start(config("seed", 0, &[]))
+        .await
+        .expect("start seed");
+    let mut rx = seed.snapshots();
+    wait_for(&mut rx, "seed ALIVE", |s| {
+        s.local.state == MemberState::Alive
+    })
+    .await;
+    let before = rx.borrow().clone();
+    // Garbage is dropped and counted: new counters, no membership change.
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind sender");
+    for _ in 0..5 {
+        sender
+            .send_to(&[0x01, 0xFF, 0xFF], seed.local_addr())
+            .await
+            .expect("send garbage");
+    }
+    let dropped = |s: &Snapshot| s.stats.dropped.values().sum::<u64>();
+    let base = dropped(&before);
+    wait_for(&mut rx, "garbage counted", |s| dropped(s) >= base + 5).await;
+    let after = rx.borrow().clone();
+    assert!(std::sync::Arc::ptr_eq(&before.members, &after.members));
+
+    let joiner = Runtime::start(config("joiner", 0, &[seed.local_addr()]))
+        .await
+        .expect("start joiner");
+    wait_for(&mut rx, "joiner listed", |s| {
+        all_alive(s, &["joiner", "seed"])
+    })
+    .await;
+    assert!(!std::sync::Arc::ptr_eq(
+        &after.members,
+        &rx.borrow().members
+    ));
+    joiner.close().await;
+    seed.close().await;
+}

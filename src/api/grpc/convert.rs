@@ -157,7 +157,8 @@ mod tests {
             view("n3", MemberState::Down, now),
             local,
             view("n1", MemberState::Alive, now),
-        ];
+        ]
+        .into();
         snap.last_event_seq = 17;
         let Some(Message::Snapshot(s)) = snapshot_message(&snap, true, now).event else {
             panic!("not a snapshot");

@@ -83,6 +83,7 @@ async fn send_event(out: &mpsc::Sender<WatchItem>, event: &SequencedEvent, cover
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use tokio::sync::{broadcast, watch};
@@ -120,7 +121,7 @@ mod tests {
         capacity: usize,
     ) -> (
         watch::Sender<Snapshot>,
-        broadcast::Sender<SequencedEvent>,
+        broadcast::Sender<Arc<SequencedEvent>>,
         EventFeed,
     ) {
         let (snapshots_tx, snapshots) = watch::channel(Snapshot::of_local(local(), Instant::now()));
@@ -163,11 +164,15 @@ mod tests {
         assert_eq!(next(&mut rx).await, "S2");
         // Events 1 and 2 are in the snapshot, yet still reach the receiver: skipped.
         for seq in 1..=2 {
-            events.send(reaped(seq)).expect("a receiver exists");
+            events
+                .send(Arc::new(reaped(seq)))
+                .expect("a receiver exists");
         }
         publish(&snapshots, 4);
         for seq in 3..=4 {
-            events.send(reaped(seq)).expect("a receiver exists");
+            events
+                .send(Arc::new(reaped(seq)))
+                .expect("a receiver exists");
         }
         assert_eq!(next(&mut rx).await, "E3");
         assert_eq!(next(&mut rx).await, "E4");
@@ -193,7 +198,9 @@ mod tests {
         // until the buffer of 4 overflows.
         for seq in 1..=10 {
             publish(&snapshots, seq);
-            events.send(reaped(seq)).expect("a receiver exists");
+            events
+                .send(Arc::new(reaped(seq)))
+                .expect("a receiver exists");
             tokio::task::yield_now().await;
         }
         assert_eq!(next(&mut rx).await, "S0");
@@ -214,7 +221,9 @@ mod tests {
 
         // After the resync it follows new events again.
         publish(&snapshots, 11);
-        events.send(reaped(11)).expect("a receiver exists");
+        events
+            .send(Arc::new(reaped(11)))
+            .expect("a receiver exists");
         assert_eq!(next(&mut rx).await, "E11");
         task.abort();
     }
@@ -228,7 +237,9 @@ mod tests {
         // The driver's last batch, then it stops (its snapshot sender goes away).
         publish(&snapshots, 2);
         for seq in 1..=2 {
-            events.send(reaped(seq)).expect("a receiver exists");
+            events
+                .send(Arc::new(reaped(seq)))
+                .expect("a receiver exists");
         }
         drop(snapshots);
         assert_eq!(next(&mut rx).await, "E1");
