@@ -238,6 +238,15 @@ fn record_snapshot(s: &Snapshot) {
     let received = stats.bytes_received + rt.stream_bytes_received;
     counter!("router_mesh_bytes_total", "direction" => "sent").absolute(sent);
     counter!("router_mesh_bytes_total", "direction" => "received").absolute(received);
+    for (direction, swim, quic) in [
+        ("sent", stats.bytes_sent, rt.quic_bytes_sent),
+        ("received", stats.bytes_received, rt.quic_bytes_received),
+    ] {
+        counter!("meshd_udp_bytes_total", "direction" => direction, "kind" => "swim")
+            .absolute(swim);
+        counter!("meshd_udp_bytes_total", "direction" => direction, "kind" => "quic")
+            .absolute(quic);
+    }
     let exchanges = rt.push_pull_ok + rt.push_pull_failed;
     counter!("router_mesh_snapshot_trigger_total").absolute(exchanges);
     counter!("meshd_push_pull_total", "result" => "ok").absolute(rt.push_pull_ok);
@@ -283,6 +292,11 @@ fn describe() {
     describe_counter!(
         "router_mesh_bytes_total",
         "Bytes of SWIM datagrams and push-pull stream messages, by direction"
+    );
+    describe_counter!(
+        "meshd_udp_bytes_total",
+        "UDP payload bytes on the mesh socket, by direction and kind: swim (SWIM datagrams) or \
+         quic (every QUIC packet of push-pull exchanges: handshake, TLS, acks and data)"
     );
     describe_histogram!(
         "router_mesh_convergence_ms",

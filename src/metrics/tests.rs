@@ -50,6 +50,8 @@ fn snapshot(t0: Instant) -> Snapshot {
     s.counters.push_pull_ok = 2;
     s.counters.push_pull_failed = 1;
     s.counters.datagrams_dropped_full = 4;
+    s.counters.quic_bytes_sent = 4_100;
+    s.counters.quic_bytes_received = 3_900;
     s
 }
 
@@ -77,6 +79,26 @@ fn snapshot_values_are_rendered() {
             "router_mesh_bytes_total",
             r#"direction="received""#,
             9_450.0,
+        ),
+        (
+            "meshd_udp_bytes_total",
+            r#"direction="sent",kind="swim""#,
+            10_000.0,
+        ),
+        (
+            "meshd_udp_bytes_total",
+            r#"direction="sent",kind="quic""#,
+            4_100.0,
+        ),
+        (
+            "meshd_udp_bytes_total",
+            r#"direction="received",kind="swim""#,
+            9_000.0,
+        ),
+        (
+            "meshd_udp_bytes_total",
+            r#"direction="received",kind="quic""#,
+            3_900.0,
         ),
         ("router_mesh_snapshot_trigger_total", "", 3.0),
         ("meshd_probes_total", r#"result="ack""#, 40.0),

@@ -538,6 +538,8 @@ impl Driver {
         self.counters.datagrams_dropped_full = socket.swim_dropped_full.load(Ordering::Relaxed);
         self.counters.quic_dropped_oversize = socket.quic_dropped_oversize.load(Ordering::Relaxed);
         self.counters.recv_errors = socket.recv_errors.load(Ordering::Relaxed);
+        self.counters.quic_bytes_sent = socket.quic_bytes_sent.load(Ordering::Relaxed);
+        self.counters.quic_bytes_received = socket.quic_bytes_received.load(Ordering::Relaxed);
         // The cached list must be what the core holds; checked in debug builds (every test).
         debug_assert_eq!(
             &self.members[..],

@@ -311,16 +311,62 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::socket::SwimDatagram;
+    use crate::runtime::socket::{SocketCounters, SwimDatagram};
+    use std::sync::atomic::Ordering;
     use tokio::net::UdpSocket;
     use tokio::sync::mpsc;
 
     async fn node() -> (Endpoint, SocketAddr, mpsc::Receiver<SwimDatagram>) {
+        let (endpoint, addr, rx, _) = counted_node().await;
+        (endpoint, addr, rx)
+    }
+
+    async fn counted_node() -> (
+        Endpoint,
+        SocketAddr,
+        mpsc::Receiver<SwimDatagram>,
+        Arc<SocketCounters>,
+    ) {
         let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback"));
         let addr = udp.local_addr().expect("local addr");
         let (tx, rx) = mpsc::channel(16);
-        let endpoint = endpoint(Arc::new(SharedSocket::new(udp, tx))).expect("endpoint");
-        (endpoint, addr, rx)
+        let socket = Arc::new(SharedSocket::new(udp, tx));
+        let counters = socket.counters().clone();
+        let endpoint = endpoint(socket).expect("endpoint");
+        (endpoint, addr, rx, counters)
+    }
+
+    #[tokio::test]
+    async fn quic_packets_are_counted_with_their_overhead() {
+        let (server, server_addr, _server_swim, server_counts) = counted_node().await;
+        let (client, _client_addr, _client_swim, client_counts) = counted_node().await;
+        tokio::spawn(serve(
+            server.clone(),
+            |_peer, _request: Vec<u8>| async move { Some(vec![7; 10]) },
+            EXCHANGE_TIMEOUT,
+        ));
+        let reply = exchange(&client, server_addr, &[1; 10], Duration::from_secs(5))
+            .await
+            .expect("exchange");
+        assert_eq!(reply, vec![7; 10]);
+        let sent = |c: &SocketCounters| c.quic_bytes_sent.load(Ordering::Relaxed);
+        let received = |c: &SocketCounters| c.quic_bytes_received.load(Ordering::Relaxed);
+        // Ten bytes each way, but a QUIC handshake (client hello, certificate, finished)
+        // costs hundreds of bytes more in each direction.
+        assert!(
+            sent(&client_counts) > 500,
+            "client sent {}",
+            sent(&client_counts)
+        );
+        assert!(
+            sent(&server_counts) > 500,
+            "server sent {}",
+            sent(&server_counts)
+        );
+        // What the client received, the server sent (loopback loses nothing); packets still
+        // in flight when the reply arrived are the only difference.
+        assert!(received(&client_counts) > 500);
+        assert!(received(&client_counts) <= sent(&server_counts));
     }
 
     #[tokio::test]

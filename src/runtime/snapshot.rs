@@ -18,6 +18,11 @@ pub struct RuntimeCounters {
     pub quic_dropped_oversize: u64,
     /// Socket receive errors swallowed so the shared receive loop keeps running.
     pub recv_errors: u64,
+    /// UDP payload bytes of QUIC packets sent: push-pull messages plus QUIC's own overhead
+    /// (handshake, TLS, packet headers, acks), which the stream counters below leave out.
+    pub quic_bytes_sent: u64,
+    /// UDP payload bytes of QUIC packets received.
+    pub quic_bytes_received: u64,
     /// Datagrams the core produced but the socket failed to send.
     pub send_errors: u64,
     /// Push-pull exchanges (both directions) that completed and merged.

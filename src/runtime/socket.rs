@@ -64,6 +64,10 @@ pub struct SocketCounters {
     pub quic_dropped_oversize: AtomicU64,
     /// Receive errors swallowed (logged at debug) instead of stopping the endpoint.
     pub recv_errors: AtomicU64,
+    /// UDP payload bytes of QUIC packets sent (handshakes, TLS, acks and stream frames).
+    pub quic_bytes_sent: AtomicU64,
+    /// UDP payload bytes of QUIC packets received and handed to quinn.
+    pub quic_bytes_received: AtomicU64,
 }
 
 /// The shared UDP socket: quinn's [`AsyncUdpSocket`] plus a SWIM side channel.
@@ -129,9 +133,13 @@ impl AsyncUdpSocket for SharedSocket {
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
         // max_transmit_segments is 1, so `contents` is exactly one datagram.
-        self.udp
-            .try_send_to(transmit.contents, transmit.destination)
-            .map(|_| ())
+        let sent = self
+            .udp
+            .try_send_to(transmit.contents, transmit.destination)?;
+        self.counters
+            .quic_bytes_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     fn poll_recv(
@@ -169,6 +177,9 @@ impl AsyncUdpSocket for SharedSocket {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 Kind::Quic => {
+                    self.counters
+                        .quic_bytes_received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     out[..data.len()].copy_from_slice(data);
                     *out_meta = RecvMeta {
                         addr: from,
