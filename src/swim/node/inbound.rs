@@ -222,7 +222,7 @@ impl Swim {
         gossip: bool,
     ) -> bool {
         if u.name == self.local_name {
-            return self.apply_about_self(u);
+            return self.apply_about_self(now, u);
         }
         let Some(held) = self.members.get(&u.name) else {
             return self.add_member(now, u, reason, gossip);
@@ -258,7 +258,7 @@ impl Swim {
         self.enter_state(now, &u);
         self.push_event(&u.name, None, reason.clone());
         if gossip {
-            self.broadcast(&u);
+            self.broadcast(now, &u);
         }
         true
     }
@@ -297,7 +297,7 @@ impl Swim {
         if gossip {
             let current = self.members.get(&u.name).map(Member::to_update);
             if let Some(current) = current {
-                self.broadcast(&current);
+                self.broadcast(now, &current);
             }
         }
     }
@@ -343,7 +343,7 @@ impl Swim {
                 self.schedule_suspicion(&u.name, deadline);
                 if gossip {
                     // Pass the confirmation on so others shorten their timers too.
-                    self.broadcast(u);
+                    self.broadcast(now, u);
                 }
                 true
             }
@@ -353,7 +353,7 @@ impl Swim {
 
     /// A fact about ourselves: refute anything that would make others think we are not ALIVE
     /// here, by outbidding its incarnation.
-    fn apply_about_self(&mut self, u: Update) -> bool {
+    fn apply_about_self(&mut self, now: Instant, u: Update) -> bool {
         let local = self.members.local();
         if local.state == MemberState::Leaving {
             return false;
@@ -382,7 +382,7 @@ impl Swim {
             // While INIT the ALIVE announcement follows when we join.
             return true;
         }
-        self.broadcast_local();
+        self.broadcast_local(now);
         let fact = self.members.local().to_update();
         match u.state {
             // Everyone may hold us DOWN, and nobody probes a DOWN member: tell many at once.

@@ -183,7 +183,7 @@ impl Swim {
         if prev == MemberState::Init {
             return;
         }
-        self.broadcast_local();
+        self.broadcast_local(now);
         let fact = self.members.local().to_update();
         self.announce(&fact, self.config.announce_fanout.max(LEAVE_FANOUT_MIN));
         if self.timers.get(Timer::Gossip).is_none() {
@@ -212,7 +212,7 @@ impl Swim {
         if let Some(prev) = prev {
             self.push_event(&name, Some(prev), ChangeReason::MetaChanged);
             if prev != MemberState::Init {
-                self.broadcast_local();
+                self.broadcast_local(now);
             }
         }
     }
@@ -303,7 +303,7 @@ impl Swim {
         }
         let name = self.local_name.clone();
         self.push_event(&name, Some(MemberState::Init), ChangeReason::LocalStart);
-        self.broadcast_local();
+        self.broadcast_local(now);
         // Tell the members we just learned of from the seed ourselves, at once: gossip alone
         // misses some of those that joined shortly before us (the seed's copy of our ALIVE
         // waits in a queue full of the other joiners), leaving a tail of seconds.
@@ -345,16 +345,23 @@ impl Swim {
     }
 
     /// Queues this node's own current fact for gossip.
-    fn broadcast_local(&mut self) {
+    fn broadcast_local(&mut self, now: Instant) {
         let update = self.members.local().to_update();
-        self.broadcast(&update);
+        self.broadcast(now, &update);
     }
 
-    /// Queues a fact for gossip; meta rides only on ALIVE facts.
-    fn broadcast(&mut self, update: &Update) {
+    /// Queues a fact for gossip; meta rides only on ALIVE facts. Wakes the gossip timer if it
+    /// was idle (an empty queue stops it) and this node is probing, i.e. joined and not leaving;
+    /// the first tick comes at a random point of one gossip interval, as while it runs.
+    fn broadcast(&mut self, now: Instant, update: &Update) {
         let with_meta = update.state == MemberState::Alive;
         self.broadcasts
             .push(codec::update_to_wire(update, with_meta));
+        let probing = self.timers.get(Timer::Probe).is_some();
+        if probing && self.timers.get(Timer::Gossip).is_none() {
+            let at = now + self.jitter(self.config.gossip_interval);
+            self.timers.set(Timer::Gossip, at);
+        }
     }
 
     /// Builds one datagram to `dst`, fills it with pending updates (the one about `buddy`

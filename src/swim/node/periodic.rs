@@ -54,6 +54,11 @@ impl Swim {
             Timer::NackCheck => self.check_nacks(),
             Timer::Gossip => {
                 self.gossip(now);
+                // Idle ticks cost a wake-up each (5 a second) and do nothing: the timer stays
+                // off until `broadcast` queues the next fact.
+                if self.broadcasts.is_empty() && !self.saturated {
+                    return;
+                }
                 let next = self.config.gossip_interval.max(MIN_PERIOD);
                 self.timers.set(Timer::Gossip, now + next);
             }
@@ -277,7 +282,7 @@ impl Swim {
         );
         let down: Option<Update> = self.members.get(name).map(|m| m.to_update());
         if let Some(down) = down {
-            self.broadcast(&down);
+            self.broadcast(now, &down);
             // Every survivor should stop routing to it now, not when gossip gets round.
             self.announce(&down, self.config.announce_fanout);
         }

@@ -264,3 +264,44 @@ fn gossip_tick_sends_nothing_when_nothing_pending() {
         "no body-less datagram"
     );
 }
+
+#[test]
+fn gossip_timer_sleeps_while_nothing_is_pending_and_wakes_for_a_new_fact() {
+    use crate::swim::timers::Timer;
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    let interval = Config::default().gossip_interval;
+    // The facts about b, c and d go out within a few ticks; then the timer stops instead of
+    // firing every interval with nothing to send.
+    let mut now = t0;
+    for _ in 0..20 {
+        let Some(at) = a.timers.get(Timer::Gossip) else {
+            break;
+        };
+        now = at;
+        a.handle_timeout(now);
+        drain(&mut a);
+    }
+    assert_eq!(a.pending_broadcasts(), 0, "queue drained");
+    assert_eq!(
+        a.timers.get(Timer::Gossip),
+        None,
+        "idle gossip timer stopped"
+    );
+    // A new member's ALIVE arrives: the timer wakes within one interval and carries it.
+    let facts = vec![fact("e", 5, 1, MemberState::Alive)];
+    a.handle_datagram(now, addr(2), &datagram("b", None, facts));
+    drain(&mut a);
+    let at = a.timers.get(Timer::Gossip).expect("gossip timer woken");
+    assert!(at >= now && at < now + interval, "{:?}", at - now);
+    a.handle_timeout(at);
+    let (ts, _) = drain(&mut a);
+    let carried_e = ts.iter().any(|t| {
+        decode_datagram(&t.payload)
+            .unwrap()
+            .updates
+            .iter()
+            .any(|u| u.name == "e")
+    });
+    assert!(carried_e, "the woken tick gossips e");
+}
