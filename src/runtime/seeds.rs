@@ -3,7 +3,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// First wait between join rounds when no seed answered.
 pub const JOIN_BACKOFF_START: Duration = Duration::from_millis(200);
@@ -91,26 +94,44 @@ pub async fn resolve_all(seeds: &[Seed]) -> Vec<SocketAddr> {
     out
 }
 
-/// Doubling backoff between join rounds, capped at [`JOIN_BACKOFF_MAX`].
+/// Doubling backoff between join rounds, capped at [`JOIN_BACKOFF_MAX`], each wait drawn at
+/// random from the upper half of its step. The jitter matters when many nodes start at once:
+/// a seed serves at most [`MAX_CONCURRENT_SERVES`](super::quic::MAX_CONCURRENT_SERVES)
+/// exchanges and refuses the rest, and refused joiners that all retried after the same delay
+/// would arrive together again, round after round.
 #[derive(Clone, Debug)]
 pub struct Backoff {
     next: Duration,
+    rng: StdRng,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            next: JOIN_BACKOFF_START,
-        }
+        // Distinct per process (agents started together share the clock, not the pid).
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Backoff::with_seed(u64::from(std::process::id()) << 32 | u64::from(nanos))
     }
 }
 
 impl Backoff {
-    /// The wait before the next round; each call doubles the following one up to the cap.
+    /// A backoff whose jitter comes from `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        Backoff {
+            next: JOIN_BACKOFF_START,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The wait before the next round, in `[step / 2, step]`; each call doubles the step up
+    /// to the cap.
     pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
+        let step = self.next;
         self.next = (self.next * 2).min(JOIN_BACKOFF_MAX);
-        delay
+        let half = step / 2;
+        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(self.rng.random_range(0..=nanos))
     }
 }
 
@@ -156,12 +177,25 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_the_cap() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<u64> = (0..7)
-            .map(|_| backoff.next_delay().as_millis() as u64)
-            .collect();
-        assert_eq!(delays, vec![200, 400, 800, 1600, 3200, 5000, 5000]);
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let steps = [200, 400, 800, 1600, 3200, 5000, 5000].map(Duration::from_millis);
+        let mut seen = Vec::new();
+        for seed in 0..20 {
+            let mut backoff = Backoff::with_seed(seed);
+            let delays: Vec<Duration> = steps.iter().map(|_| backoff.next_delay()).collect();
+            for (delay, step) in delays.iter().zip(steps) {
+                assert!(
+                    *delay >= step / 2 && *delay <= step,
+                    "{delay:?} outside [{:?}, {step:?}]",
+                    step / 2
+                );
+            }
+            seen.push(delays[0]);
+        }
+        // Joiners refused together do not all come back together.
+        seen.sort();
+        seen.dedup();
+        assert!(seen.len() > 10, "first delays {seen:?}");
     }
 
     #[tokio::test]
