@@ -178,7 +178,7 @@ class Cluster:
             args += ["--mesh-peer-urls", f"{ip(0)}:39527"]
         out = open(os.path.join(self.workdir, f"{name(i)}.out"), "wb")
         err = open(os.path.join(self.workdir, f"{name(i)}.err"), "wb")
-        env = dict(os.environ, RUST_LOG="warn")
+        env = dict(os.environ, RUST_LOG=os.environ.get("REALBENCH_RUST_LOG", "warn"))
         try:
             self.procs[i] = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                              env=env)

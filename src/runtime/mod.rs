@@ -87,6 +87,10 @@ impl Runtime {
         let local_addr = udp
             .local_addr()
             .map_err(|e| format!("mesh socket has no local address: {e}"))?;
+        match socket::enlarge_recv_buffer(&udp) {
+            Ok(granted) => tracing::debug!(granted, "mesh socket receive buffer"),
+            Err(e) => tracing::warn!(error = %e, "cannot enlarge the mesh socket receive buffer"),
+        }
         let udp = Arc::new(udp);
         let (swim_tx, swim_rx) = mpsc::channel(SWIM_QUEUE);
         let shared = Arc::new(SharedSocket::new(udp.clone(), swim_tx));

@@ -55,6 +55,21 @@ pub struct SwimDatagram {
     pub bytes: Vec<u8>,
 }
 
+/// Receive buffer asked of the kernel for the mesh socket (memberlist asks the same 2 MiB).
+/// The default (~208 KiB) holds only a few hundred small datagrams, and a mass join sends each
+/// node one announcement from every joiner at once: on a busy host the process is not scheduled
+/// soon enough to drain them, and the kernel drops the rest. The kernel caps the request at
+/// `net.core.rmem_max`; the memory is used only while datagrams wait.
+pub const RECV_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+
+/// Asks for a [`RECV_BUFFER_BYTES`] receive buffer on `udp`; returns the size the kernel
+/// granted (it reports twice the usable size, for its own bookkeeping).
+pub fn enlarge_recv_buffer(udp: &UdpSocket) -> std::io::Result<usize> {
+    let socket = socket2::SockRef::from(udp);
+    socket.set_recv_buffer_size(RECV_BUFFER_BYTES)?;
+    socket.recv_buffer_size()
+}
+
 /// Counters kept by the socket layer, readable from any task.
 #[derive(Debug, Default)]
 pub struct SocketCounters {
@@ -245,6 +260,26 @@ impl UdpPoller for WritablePoller {
 mod tests {
     use super::*;
     use crate::swim::codec::WIRE_VERSION;
+
+    #[tokio::test]
+    async fn recv_buffer_grows_as_far_as_the_kernel_allows() {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
+        let before = socket2::SockRef::from(&udp)
+            .recv_buffer_size()
+            .expect("read buffer size");
+        let granted = enlarge_recv_buffer(&udp).expect("set buffer size");
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        // Linux grants min(request, rmem_max) and reports it doubled.
+        let expected = RECV_BUFFER_BYTES.min(rmem_max) * 2;
+        if expected > before {
+            assert_eq!(granted, expected, "before {before}, rmem_max {rmem_max}");
+        } else {
+            assert!(granted >= before.min(expected), "granted {granted}");
+        }
+    }
 
     #[test]
     fn swim_header_is_classified_as_swim() {
