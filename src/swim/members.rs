@@ -137,6 +137,20 @@ impl Members {
         members
     }
 
+    /// Makes room for `additional` more members exactly (no growth slack), for a caller that
+    /// knows how many are coming.
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.list.reserve_exact(additional);
+        self.probe_order.reserve_exact(additional);
+        self.index.reserve(additional);
+    }
+
+    /// Gives back the spare capacity of the list and the probe order.
+    pub fn shrink_to_fit(&mut self) {
+        self.list.shrink_to_fit();
+        self.probe_order.shrink_to_fit();
+    }
+
     /// Takes new members' names from `names`, shared with other tables in this process.
     pub fn share_names(&mut self, names: NameInterner) {
         self.names = Some(names);
