@@ -1,12 +1,12 @@
 //! Cluster-scale simulation bench: `cargo bench --bench cluster [-- N...]` (default 100 1000,
 //! or `MESHD_BENCH_N=100,1000`). Each cluster starts converged ([`Sim::add_converged`]), then
-//! the bench measures steady traffic, a join batch, crashes, leaves, and false DOWNs under loss
+//! the bench measures steady traffic, crashes, leaves, a join batch, and false DOWNs under loss
 //! (each loss rate on a fresh cluster), with the simulator's speed per phase and its memory.
 //! Progress goes to stderr, the table to stdout. Every run is seeded and reproducible.
 //!
 //! Knobs (environment): `MESHD_BENCH_N` sizes; `MESHD_BENCH_LOSS` loss rates in % (default
 //! 0,5,10); `MESHD_BENCH_LOSS_SECS` virtual seconds per loss run (default 600);
-//! `MESHD_BENCH_LOSS_WALL_SECS` wall-clock cap per loss run (default 150; the virtual time it
+//! `MESHD_BENCH_LOSS_WALL_SECS` wall-clock cap per loss run (default 200; the virtual time it
 //! covered is printed); `MESHD_BENCH_CRASHES` crashes per size (default 20, 10 from N = 5,000);
 //! `MESHD_BENCH_MAX_RSS_MB` aborts a phase cleanly when VmRSS goes above it (default 20000).
 
@@ -34,7 +34,7 @@ const BIG_N: usize = 5000;
 const LOSS_RUN: Duration = Duration::from_secs(600);
 /// Wall-clock cap of one loss run (`MESHD_BENCH_LOSS_WALL_SECS`): three runs at N = 10,000
 /// plus the rest of the bench fit in ~20-25 minutes on the 2-core dev machine.
-const LOSS_WALL: Duration = Duration::from_secs(150);
+const LOSS_WALL: Duration = Duration::from_secs(200);
 /// Virtual time of the steady-state traffic window.
 const STEADY: Duration = Duration::from_secs(60);
 /// How often conditions are sampled: a measured time is late by up to one step.
@@ -402,16 +402,24 @@ fn run(n: usize) {
     );
     let (msgs, bytes, steady_speed) = steady(&mut sim);
     total.add(steady_speed);
-    eprintln!("N={n}: steady {}; join batch", steady_speed.show());
-    let (joiners, joined, join_speed) = join_batch(&mut sim, &mut rng, n);
-    total.add(join_speed);
-    eprintln!("N={n}: join batch of {joiners}: {joined:?} s; crashes");
+    eprintln!("N={n}: steady {}; crashes", steady_speed.show());
+    // Crashes and leaves come before the join batch: a batch of joins fills every broadcast
+    // queue past saturation, which brings each node's next push-pull forward (to within an
+    // eighth of the interval), and that burst of N full-state exchanges would otherwise land
+    // in the crash phase and swamp its simulator speed.
     let count = crash_count(n);
     let (mut first, mut all, crash_speed) = crashes(&mut sim, &mut rng, n, count);
     total.add(crash_speed);
     eprintln!("N={n}: crashes {}; leaves", crash_speed.show());
     let (mut left, leave_speed) = leaves(&mut sim, &mut rng, n);
     total.add(leave_speed);
+    eprintln!("N={n}: leaves {}; join batch", leave_speed.show());
+    let (joiners, joined, join_speed) = join_batch(&mut sim, &mut rng, n);
+    total.add(join_speed);
+    eprintln!(
+        "N={n}: join batch of {joiners}: {joined:?} s; {}",
+        join_speed.show()
+    );
     // Free the cluster before building the next one.
     drop(sim);
     let run = loss_secs();
