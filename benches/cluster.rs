@@ -6,8 +6,8 @@
 //!
 //! Knobs (environment): `MESHD_BENCH_N` sizes; `MESHD_BENCH_LOSS` loss rates in % (default
 //! 0,5,10); `MESHD_BENCH_LOSS_SECS` virtual seconds per loss run (default 600);
-//! `MESHD_BENCH_LOSS_WALL_SECS` wall-clock cap per loss run (default 200; the virtual time it
-//! covered is printed); `MESHD_BENCH_CRASHES` crashes per size (default 20, 10 from N = 5,000);
+//! `MESHD_BENCH_LOSS_WALL_SECS` wall-clock cap per loss run (default 200 from N = 5,000, none
+//! below; the virtual time it covered is printed); `MESHD_BENCH_CRASHES` crashes per size (default 20, 10 from N = 5,000);
 //! `MESHD_BENCH_MAX_RSS_MB` aborts a phase cleanly when VmRSS goes above it (default 20000).
 
 use std::time::{Duration, Instant};
@@ -32,8 +32,9 @@ const LEAVES: usize = 5;
 const BIG_N: usize = 5000;
 /// Virtual time of each loss run (10 virtual minutes; `MESHD_BENCH_LOSS_SECS` overrides).
 const LOSS_RUN: Duration = Duration::from_secs(600);
-/// Wall-clock cap of one loss run (`MESHD_BENCH_LOSS_WALL_SECS`): three runs at N = 10,000
-/// plus the rest of the bench fit in ~20-25 minutes on the 2-core dev machine.
+/// Wall-clock cap of one loss run from `BIG_N` on (`MESHD_BENCH_LOSS_WALL_SECS`, which also
+/// applies below `BIG_N` when set): three runs at N = 10,000 plus the rest of the bench fit in
+/// ~20-25 minutes on the 2-core dev machine. Smaller sizes run the full virtual time.
 const LOSS_WALL: Duration = Duration::from_secs(200);
 /// Virtual time of the steady-state traffic window.
 const STEADY: Duration = Duration::from_secs(60);
@@ -82,8 +83,11 @@ fn loss_secs() -> Duration {
     env_parse("MESHD_BENCH_LOSS_SECS").map_or(LOSS_RUN, Duration::from_secs)
 }
 
-fn loss_wall() -> Duration {
-    env_parse("MESHD_BENCH_LOSS_WALL_SECS").map_or(LOSS_WALL, Duration::from_secs)
+fn loss_wall(n: usize) -> Option<Duration> {
+    match env_parse("MESHD_BENCH_LOSS_WALL_SECS") {
+        Some(s) => Some(Duration::from_secs(s)),
+        None => (n >= BIG_N).then_some(LOSS_WALL),
+    }
 }
 
 fn max_rss_kb() -> u64 {
@@ -336,6 +340,9 @@ struct LossRow {
     loss: f64,
     false_downs: usize,
     suspicions: usize,
+    /// Full-state exchanges completed: what costs the simulator most at large N.
+    push_pulls: u64,
+    datagrams: u64,
     covered: Duration,
     cut: Option<&'static str>,
     speed: Speed,
@@ -343,12 +350,12 @@ struct LossRow {
 
 /// DOWN (and SUSPECTED) events about live nodes over `run` at `loss`, from a converged
 /// cluster, cut short by the wall-clock cap or the RSS guard.
-fn loss_run(n: usize, loss: f64, run: Duration, wall: Duration) -> LossRow {
+fn loss_run(n: usize, loss: f64, run: Duration, wall: Option<Duration>) -> LossRow {
     let (mut sim, _, _) = converged(LOSS_SEED, n, NetConfig::default());
     eprintln!(
-        "N={n}: converged, running {} virtual s (wall cap {} s) at {:.0}% loss",
+        "N={n}: converged, running {} virtual s (wall cap {:?}) at {:.0}% loss",
         run.as_secs(),
-        wall.as_secs(),
+        wall,
         loss * 100.0
     );
     sim.set_net(NetConfig {
@@ -356,11 +363,12 @@ fn loss_run(n: usize, loss: f64, run: Duration, wall: Duration) -> LossRow {
         ..NetConfig::default()
     });
     let (mut downs, mut suspicions) = (0, 0);
+    let before = sim.stats().clone();
     let watch = Stopwatch::start(&sim);
     let t0 = sim.now();
     let mut cut = None;
     while sim.now() - t0 < run {
-        if watch.wall.elapsed() >= wall {
+        if wall.is_some_and(|w| watch.wall.elapsed() >= w) {
             cut = Some("wall-clock cap");
             break;
         }
@@ -379,10 +387,13 @@ fn loss_run(n: usize, loss: f64, run: Duration, wall: Duration) -> LossRow {
             }
         });
     }
+    let after = sim.stats();
     LossRow {
         loss,
         false_downs: downs,
         suspicions,
+        push_pulls: after.push_pulls - before.push_pulls,
+        datagrams: after.datagrams_sent - before.datagrams_sent,
         covered: sim.now() - t0,
         cut,
         speed: watch.stop(&sim),
@@ -423,7 +434,7 @@ fn run(n: usize) {
     // Free the cluster before building the next one.
     drop(sim);
     let run = loss_secs();
-    let wall = loss_wall();
+    let wall = loss_wall(n);
     let mut loss_rows = Vec::new();
     for loss in loss_rates() {
         let row = loss_run(n, loss, run, wall);
@@ -478,10 +489,12 @@ fn run(n: usize) {
             .cut
             .map_or(String::new(), |c| format!(", cut by the {c}"));
         println!(
-            "{:<46} {} ({} suspicions; {:.0} virtual s{cut})",
+            "{:<46} {} ({} suspicions, {} push-pulls, {} datagrams; {:.0} virtual s{cut})",
             format!("false DOWN events, {:.0}% loss", row.loss * 100.0),
             row.false_downs,
             row.suspicions,
+            row.push_pulls,
+            row.datagrams,
             row.covered.as_secs_f64()
         );
     }
