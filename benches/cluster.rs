@@ -44,8 +44,9 @@ const STEP: Duration = Duration::from_millis(500);
 const LEAVE_STEP: Duration = Duration::from_millis(100);
 /// Longest wait for a join batch to converge, a crash to be DOWN everywhere or a leave.
 const PHASE_LIMIT: Duration = Duration::from_secs(300);
-/// Step of a loss run between wall-clock and RSS checks.
-const LOSS_CHUNK: Duration = Duration::from_secs(5);
+/// Step of a loss run between wall-clock and RSS checks: at N = 10,000 under loss one virtual
+/// second can take a minute of CPU, so a longer step overshoots the wall-clock cap.
+const LOSS_CHUNK: Duration = Duration::from_secs(1);
 /// Default of `MESHD_BENCH_MAX_RSS_MB`.
 const MAX_RSS_MB: u64 = 20_000;
 
@@ -353,7 +354,8 @@ struct LossRow {
 fn loss_run(n: usize, loss: f64, run: Duration, wall: Option<Duration>) -> LossRow {
     let (mut sim, _, _) = converged(LOSS_SEED, n, NetConfig::default());
     eprintln!(
-        "N={n}: converged, running {} virtual s (wall cap {:?}) at {:.0}% loss",
+        "N={n}: converged (VmRSS {} MB), running {} virtual s (wall cap {:?}) at {:.0}% loss",
+        proc_status_kb("VmRSS:") / 1024,
         run.as_secs(),
         wall,
         loss * 100.0
@@ -388,6 +390,11 @@ fn loss_run(n: usize, loss: f64, run: Duration, wall: Option<Duration>) -> LossR
         });
     }
     let after = sim.stats();
+    eprintln!(
+        "N={n}: loss run ends with VmRSS {} MB (peak so far {} MB)",
+        proc_status_kb("VmRSS:") / 1024,
+        proc_status_kb("VmHWM:") / 1024
+    );
     LossRow {
         loss,
         false_downs: downs,
