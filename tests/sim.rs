@@ -686,3 +686,71 @@ fn hundred_nodes_crash_is_down_everywhere_within_seconds_even_at_ten_percent_los
         println!("N = {NODES}, loss {loss}: (first suspicion, DOWN everywhere) {spans:?}");
     }
 }
+
+/// A cluster built by `add_converged` behaves like a joined one: everyone holds everyone ALIVE
+/// at once, a crash ends DOWN at every survivor within the same bound as after a join, and no
+/// live node is ever marked DOWN (nor suspected for good) on the way.
+#[test]
+fn converged_bootstrap_detects_a_crash_like_a_joined_cluster() {
+    let config = Config::default();
+    let mut sim = Sim::new(12, config.clone(), NetConfig::default());
+    let names: Vec<String> = (0..N).map(name).collect();
+    let nodes = sim.add_converged(&names);
+    assert_eq!(nodes, 0..N);
+    assert!(converged(&sim), "not converged at bootstrap");
+    for i in 0..N {
+        let core = sim.core(i).expect("running");
+        assert_eq!(core.member_count(), N);
+        assert_eq!(core.local().state, MemberState::Alive);
+        assert_eq!(
+            core.pending_broadcasts(),
+            0,
+            "node {i} re-gossips known members"
+        );
+    }
+    // Quiet first: timers at random phases, nothing wrong suspected.
+    let mut wrong_down = Vec::new();
+    sim.run_for(secs(30.0), |e| {
+        if let Some(n) = is_down_event(e) {
+            wrong_down.push((e.node, n.to_owned()));
+        }
+    });
+    assert!(
+        sim.stats().datagrams_sent > 0,
+        "no probes: timers never started"
+    );
+    assert!(converged(&sim), "a quiet converged cluster drifted");
+    let victim = 23;
+    let victim_name = name(victim);
+    sim.crash(victim);
+    let interval = config.probe_interval.as_secs_f64();
+    let (_, max) = suspicion::bounds(&config, N);
+    let bound = secs(2.0 * (N as f64 - 1.0) * interval + interval + 10.0) + max;
+    let mut down_at: Vec<Option<Duration>> = vec![None; N];
+    run_until(
+        &mut sim,
+        bound,
+        secs(0.5),
+        |e| match is_down_event(e) {
+            Some(n) if n == victim_name => down_at[e.node] = down_at[e.node].or(Some(e.at)),
+            Some(n) => wrong_down.push((e.node, n.to_owned())),
+            None => {}
+        },
+        |_| false,
+    );
+    assert!(
+        wrong_down.is_empty(),
+        "live nodes marked DOWN: {wrong_down:?}"
+    );
+    let missing: Vec<usize> = (0..N)
+        .filter(|&i| i != victim && down_at[i].is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not DOWN within {bound:?} at {missing:?}"
+    );
+    for i in (0..N).filter(|&i| i != victim) {
+        let alive = sim.core(i).map(|c| c.count_in_state(MemberState::Alive));
+        assert_eq!(alive, Some(N - 1), "node {i} after the crash");
+    }
+}

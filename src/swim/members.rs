@@ -1,11 +1,13 @@
 //! The member table: dense storage with a name index, per-state counts kept incrementally,
 //! a shuffled round-robin probe order and random selection, all without O(N) scans per message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
+use hashbrown::HashTable;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -44,6 +46,13 @@ impl NameInterner {
         set.insert(n.clone());
         n
     }
+}
+
+/// The hash of the name at position `i` of `list` (0 for a position out of range, which the
+/// table never holds).
+fn hash_at(list: &[Member], hasher: &RandomState, i: &u32) -> u64 {
+    list.get(*i as usize)
+        .map_or(0, |m| hasher.hash_one(&*m.name))
 }
 
 /// Everything the core knows about one member.
@@ -107,14 +116,26 @@ impl Member {
 /// How many random draws per wanted member before falling back to a scan.
 const SAMPLE_TRIES_PER_PICK: usize = 8;
 
+/// A slot of the probe order whose member was removed during the round: skipped.
+const GONE: u32 = u32::MAX;
+
 /// The member table, this node included.
+///
+/// Sized for the simulator, which holds one table per node (10^8 entries at N = 10,000): the
+/// name index and the probe order hold `u32` positions into `list` (the name is stored once,
+/// in the entry), and [`Members::reserve_exact`] lets a caller that knows the final size avoid
+/// the doubling slack of growth.
 #[derive(Clone, Debug)]
 pub struct Members {
     list: Vec<Member>,
-    index: HashMap<Arc<str>, u32>,
+    /// Positions in `list`, hashed by the name stored at that position.
+    index: HashTable<u32>,
+    /// Keyed per table (random), so names sent by peers cannot be crafted to collide.
+    hasher: RandomState,
     counts: [usize; 5],
     local_name: Arc<str>,
-    probe_order: Vec<Arc<str>>,
+    /// Positions in `list` in this round's shuffled order; [`GONE`] for a removed one.
+    probe_order: Vec<u32>,
     probe_cursor: usize,
     names: Option<NameInterner>,
 }
@@ -123,8 +144,9 @@ impl Members {
     /// A table holding only this node.
     pub fn new(local: Member) -> Self {
         let mut members = Members {
-            list: Vec::new(),
-            index: HashMap::new(),
+            list: Vec::with_capacity(1),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             counts: [0; 5],
             local_name: local.name.clone(),
             probe_order: Vec::new(),
@@ -132,9 +154,25 @@ impl Members {
             names: None,
         };
         members.counts[local.state as usize] += 1;
-        members.index.insert(local.name.clone(), 0);
+        let hash = members.hasher.hash_one(&*local.name);
         members.list.push(local);
+        members.index.insert_unique(hash, 0, |_| hash);
         members
+    }
+
+    /// Makes room for `additional` more members exactly (no growth slack), for a caller that
+    /// knows how many are coming.
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.list.reserve_exact(additional);
+        self.probe_order.reserve_exact(additional);
+        let (list, hasher) = (&self.list, &self.hasher);
+        self.index.reserve(additional, |i| hash_at(list, hasher, i));
+    }
+
+    /// Gives back the spare capacity of the list and the probe order.
+    pub fn shrink_to_fit(&mut self) {
+        self.list.shrink_to_fit();
+        self.probe_order.shrink_to_fit();
     }
 
     /// Takes new members' names from `names`, shared with other tables in this process.
@@ -161,16 +199,25 @@ impl Members {
             .unwrap_or_else(|| unreachable!("the local member is never removed"))
     }
 
+    /// Position of `name` in `list`.
+    fn position(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        let list = &self.list;
+        self.index
+            .find(hash, |&i| {
+                list.get(i as usize).is_some_and(|m| *m.name == *name)
+            })
+            .copied()
+    }
+
     /// Looks a member up by name.
     pub fn get(&self, name: &str) -> Option<&Member> {
-        self.index
-            .get(name)
-            .and_then(|&i| self.list.get(i as usize))
+        self.position(name).and_then(|i| self.list.get(i as usize))
     }
 
     /// Changes a member in place, keeping the per-state counts right. None if unknown.
     pub fn update<R>(&mut self, name: &str, f: impl FnOnce(&mut Member) -> R) -> Option<R> {
-        let &i = self.index.get(name)?;
+        let i = self.position(name)?;
         let member = self.list.get_mut(i as usize)?;
         self.counts[member.state as usize] -= 1;
         let out = f(member);
@@ -180,19 +227,25 @@ impl Members {
 
     /// Adds a new member (inserted at a random place in the rest of this probe round).
     pub fn insert(&mut self, member: Member, rng: &mut StdRng) {
-        if self.index.contains_key(&member.name) {
+        if self.position(&member.name).is_some() {
             return;
         }
+        let Ok(pos) = u32::try_from(self.list.len()) else {
+            return; // 4 billion members: not a table this process could hold anyway
+        };
         self.counts[member.state as usize] += 1;
+        let hash = self.hasher.hash_one(&*member.name);
+        let is_local = member.is_local;
+        self.list.push(member);
+        let (list, hasher) = (&self.list, &self.hasher);
         self.index
-            .insert(member.name.clone(), self.list.len() as u32);
-        if !member.is_local {
-            self.probe_order.push(member.name.clone());
+            .insert_unique(hash, pos, |i| hash_at(list, hasher, i));
+        if !is_local {
+            self.probe_order.push(pos);
             let last = self.probe_order.len() - 1;
             let at = rng.random_range(self.probe_cursor.min(last)..=last);
             self.probe_order.swap(at, last);
         }
-        self.list.push(member);
     }
 
     /// Forgets a member (never the local one).
@@ -200,10 +253,36 @@ impl Members {
         if *name == *self.local_name {
             return None;
         }
-        let i = self.index.remove(name)?;
+        let hash = self.hasher.hash_one(name);
+        let list = &self.list;
+        let entry = self
+            .index
+            .find_entry(hash, |&i| {
+                list.get(i as usize).is_some_and(|m| *m.name == *name)
+            })
+            .ok()?;
+        let (i, _) = entry.remove();
+        let last = u32::try_from(self.list.len() - 1).unwrap_or(GONE);
         let member = self.list.swap_remove(i as usize);
         if let Some(moved) = self.list.get(i as usize) {
-            self.index.insert(moved.name.clone(), i);
+            // The last entry now sits at `i`: repoint its index slot.
+            let moved_hash = self.hasher.hash_one(&*moved.name);
+            if let Some(slot) = self.index.find_mut(moved_hash, |&j| j == last) {
+                *slot = i;
+            }
+        }
+        // Only the rest of this round is read again (a new round rebuilds the order): skip the
+        // removed member there and follow the one that moved.
+        let rest = self
+            .probe_order
+            .get_mut(self.probe_cursor..)
+            .unwrap_or_default();
+        for slot in rest {
+            if *slot == i {
+                *slot = GONE;
+            } else if *slot == last {
+                *slot = i;
+            }
         }
         self.counts[member.state as usize] -= 1;
         Some(member)
@@ -237,27 +316,21 @@ impl Members {
     /// Next member to probe: shuffled round-robin over other ALIVE/SUSPECTED members,
     /// reshuffled each time a round is exhausted.
     pub fn next_probe_target(&mut self, rng: &mut StdRng) -> Option<&Member> {
+        let probeable = |m: &Member| !m.is_local && is_reachable(m.state);
         for _ in 0..2 {
-            while let Some(name) = self.probe_order.get(self.probe_cursor) {
+            while let Some(&i) = self.probe_order.get(self.probe_cursor) {
                 self.probe_cursor += 1;
-                let Some(&i) = self.index.get(name) else {
-                    continue;
-                };
-                let i = i as usize;
-                if self
-                    .list
-                    .get(i)
-                    .is_some_and(|m| !m.is_local && is_reachable(m.state))
-                {
-                    return self.list.get(i);
+                if self.list.get(i as usize).is_some_and(probeable) {
+                    return self.list.get(i as usize);
                 }
             }
-            self.probe_order = self
-                .list
-                .iter()
-                .filter(|m| !m.is_local && is_reachable(m.state))
-                .map(|m| m.name.clone())
-                .collect();
+            // Refill in place: the buffer keeps its (exact) capacity.
+            self.probe_order.clear();
+            self.probe_order.extend(
+                (0..self.list.len())
+                    .filter(|&i| self.list.get(i).is_some_and(probeable))
+                    .filter_map(|i| u32::try_from(i).ok()),
+            );
             self.probe_order.shuffle(rng);
             self.probe_cursor = 0;
         }
@@ -355,6 +428,76 @@ mod tests {
             let want: HashSet<String> = ["m0", "m1", "m4"].iter().map(|s| s.to_string()).collect();
             assert_eq!(seen, want, "round {round}");
         }
+    }
+
+    fn probe(m: &mut Members, rng: &mut StdRng, k: usize) -> Vec<String> {
+        (0..k)
+            .map(|_| {
+                m.next_probe_target(rng)
+                    .map(|x| x.name.to_string())
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Removals swap the last entry into the hole: the index and the positions left in this
+    /// round's probe order must follow, and the removed member must not be probed again.
+    #[test]
+    fn removal_mid_round_keeps_index_and_probe_order_consistent() {
+        // (probes before the removals, names removed): "m9" is the list's last entry (nothing
+        // moves), "m0" and "m4" pull the last one into their slot.
+        let cases: [(usize, &[&str]); 4] = [
+            (0, &["m0"]),
+            (3, &["m9"]),
+            (3, &["m0", "m4"]),
+            (9, &["m4", "m9", "m0"]),
+        ];
+        for (before, removed) in cases {
+            let (mut m, mut rng) = table(&[MemberState::Alive; 10]);
+            let seen = probe(&mut m, &mut rng, before);
+            for r in removed {
+                assert_eq!(m.remove(r).map(|x| x.name.to_string()).as_deref(), Some(*r));
+                assert!(m.get(r).is_none(), "{r} still indexed");
+            }
+            let kept: Vec<String> = (0..10)
+                .map(|i| format!("m{i}"))
+                .filter(|n| !removed.contains(&n.as_str()))
+                .collect();
+            for n in &kept {
+                assert_eq!(m.get(n).map(|x| &*x.name), Some(n.as_str()), "index of {n}");
+            }
+            // The rest of the round: every kept member not yet probed, once each.
+            let mut want: Vec<String> =
+                kept.iter().filter(|n| !seen.contains(n)).cloned().collect();
+            let mut rest = probe(&mut m, &mut rng, want.len());
+            rest.sort();
+            want.sort();
+            assert_eq!(rest, want, "rest of round, case {before} {removed:?}");
+            // The next round: every kept member once.
+            let mut next = probe(&mut m, &mut rng, kept.len());
+            next.sort();
+            assert_eq!(next, kept, "next round, case {before} {removed:?}");
+        }
+    }
+
+    #[test]
+    fn removed_member_inserted_again_is_probed_once_in_the_round() {
+        let (mut m, mut rng) = table(&[MemberState::Alive; 6]);
+        let seen = probe(&mut m, &mut rng, 2);
+        assert!(m.remove("m2").is_some());
+        m.insert(member("m2", MemberState::Alive, false), &mut rng);
+        assert_eq!(m.len(), 7);
+        // The rest of the round: the others not yet probed, and the new m2 once (its old slot
+        // is skipped, whether or not it was probed already).
+        let mut want: Vec<String> = (0..6)
+            .map(|i| format!("m{i}"))
+            .filter(|n| n != "m2" && !seen.contains(n))
+            .chain(["m2".to_owned()])
+            .collect();
+        let mut rest = probe(&mut m, &mut rng, want.len());
+        rest.sort();
+        want.sort();
+        assert_eq!(rest, want);
     }
 
     #[test]

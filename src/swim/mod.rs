@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use config::Config;
-pub use node::{push_pull_scale, Swim};
+pub use node::{push_pull_scale, KnownMember, Swim};
 
 /// Operator-supplied description of a node, carried with every ALIVE update.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
