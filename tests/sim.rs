@@ -282,6 +282,55 @@ fn ten_percent_loss_never_downs_a_live_node() {
 }
 
 #[test]
+fn duplicated_and_reordered_datagrams_change_nothing() {
+    let mut sim = converged_cluster(21, Config::default());
+    // Half of all datagrams arrive twice, and jitter far above the latency reorders them.
+    sim.set_net(NetConfig {
+        duplicate: 0.5,
+        jitter: Duration::from_millis(40),
+        ..NetConfig::default()
+    });
+    let before = sim.stats().datagrams_duplicated;
+    let mut changes = Vec::new();
+    sim.run_for(secs(120.0), |e| {
+        if let Event::Changed { member, .. } = &e.event {
+            changes.push((e.node, member.name.clone(), member.state));
+        }
+    });
+    let duplicated = sim.stats().datagrams_duplicated - before;
+    assert!(duplicated > 1000, "only {duplicated} datagrams duplicated");
+    assert!(changes.is_empty(), "membership changed: {changes:?}");
+    assert!(converged(&sim));
+}
+
+#[test]
+fn a_slow_link_goes_indirect_but_downs_nobody() {
+    let mut sim = converged_cluster(22, Config::default());
+    let (a, b) = (1, 2);
+    // 600 ms each way between a and b only: a's direct pings of b always miss the 500 ms
+    // probe timeout, but b answers the indirect probes through the others in time.
+    sim.set_link_latency(a, b, Duration::from_millis(600));
+    sim.set_link_latency(b, a, Duration::from_millis(600));
+    let indirect_before = sim.core(a).map_or(0, |c| c.stats().probes_indirect_acked);
+    let mut downs = Vec::new();
+    sim.run_for(secs(300.0), |e| {
+        if let Some(n) = is_down_event(e) {
+            downs.push((e.at, e.node, n.to_owned()));
+        }
+    });
+    assert!(downs.is_empty(), "DOWN over a slow link: {downs:?}");
+    let indirect = sim.core(a).map_or(0, |c| c.stats().probes_indirect_acked) - indirect_before;
+    assert!(indirect > 0, "a never needed an indirect ack for b");
+    // Cleared: the link is fast again.
+    sim.set_link_latency(a, b, Duration::ZERO);
+    sim.set_link_latency(b, a, Duration::ZERO);
+    let settled = sim.core(a).map_or(0, |c| c.stats().probes_indirect_acked);
+    sim.run_for(secs(120.0), |_| {});
+    let after = sim.core(a).map_or(0, |c| c.stats().probes_indirect_acked);
+    assert_eq!(after, settled, "indirect acks after the link healed");
+}
+
+#[test]
 fn restarted_node_takes_over_its_name_with_higher_incarnation() {
     let config = Config::default();
     let mut sim = converged_cluster(6, config);

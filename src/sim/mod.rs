@@ -2,7 +2,8 @@
 //!
 //! Virtual time is a base `Instant` captured once plus an offset; a binary heap orders datagram
 //! deliveries, push-pull exchanges and node wake-ups by (time, insertion). Links have latency
-//! with jitter and random loss; the network can be partitioned and healed; nodes can be paused
+//! with jitter (which reorders datagrams), random loss (also one-way, per receiving node),
+//! duplication, and per-link extra latency; the network can be partitioned and healed; nodes can be paused
 //! (like a GC stall: traffic queues up and is handled on resume), crashed, and restarted under
 //! the same name. Every run is reproducible from one seed.
 //!
@@ -41,6 +42,9 @@ pub struct NetConfig {
     pub jitter: Duration,
     /// Probability that any one datagram is lost.
     pub loss: f64,
+    /// Probability that a delivered datagram arrives twice (the copy with its own latency, so
+    /// it may also overtake the original).
+    pub duplicate: f64,
 }
 
 impl Default for NetConfig {
@@ -49,6 +53,7 @@ impl Default for NetConfig {
             latency: Duration::from_millis(1),
             jitter: Duration::from_millis(2),
             loss: 0.0,
+            duplicate: 0.0,
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct SimStats {
     pub bytes_sent: u64,
     /// Datagrams lost to random loss, partitions or dead receivers.
     pub datagrams_lost: u64,
+    /// Extra copies delivered by [`NetConfig::duplicate`].
+    pub datagrams_duplicated: u64,
     /// Push-pull exchanges completed.
     pub push_pulls: u64,
     /// Queue items processed.
@@ -109,6 +116,8 @@ pub struct Sim {
     stats: SimStats,
     /// Member names shared by every core (each stored once, not N times).
     names: NameInterner,
+    /// Extra one-way latency of a link, by (sender address, receiver address).
+    link_latency: HashMap<(SocketAddr, SocketAddr), Duration>,
 }
 
 impl Sim {
@@ -129,6 +138,7 @@ impl Sim {
             invariants: Invariants::new(),
             stats: SimStats::default(),
             names: NameInterner::default(),
+            link_latency: HashMap::new(),
         }
     }
 
@@ -308,6 +318,20 @@ impl Sim {
     pub fn set_inbound_loss(&mut self, i: usize, p: f64) {
         if let Some(n) = self.nodes.get_mut(i) {
             n.inbound_loss = p;
+        }
+    }
+
+    /// Adds `extra` one-way latency to every datagram node `from` sends to node `to` (the other
+    /// direction is unchanged: set it too for a slow link both ways). `Duration::ZERO` clears it.
+    pub fn set_link_latency(&mut self, from: usize, to: usize, extra: Duration) {
+        let (Some(a), Some(b)) = (self.nodes.get(from), self.nodes.get(to)) else {
+            return;
+        };
+        let key = (a.addr, b.addr);
+        if extra.is_zero() {
+            self.link_latency.remove(&key);
+        } else {
+            self.link_latency.insert(key, extra);
         }
     }
 
@@ -589,7 +613,18 @@ impl Sim {
                 self.stats.datagrams_lost += 1;
                 continue;
             }
-            let at = self.now + self.latency();
+            let link = self.link_latency.get(&(from, t.dst)).copied();
+            let link = link.unwrap_or(Duration::ZERO);
+            if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate.min(1.0)) {
+                self.stats.datagrams_duplicated += 1;
+                let at = self.now + link + self.latency();
+                let copy = Input::Datagram {
+                    from,
+                    payload: t.payload.clone(),
+                };
+                self.schedule(at, Dest::Addr(t.dst), copy);
+            }
+            let at = self.now + link + self.latency();
             self.schedule(
                 at,
                 Dest::Addr(t.dst),
