@@ -87,6 +87,60 @@ fn is_down_event(e: &SimEvent) -> Option<&str> {
     }
 }
 
+/// Longest a crash may take to be DOWN everywhere: some survivor probes the victim within one
+/// probe round (round-robin over N−1 members: at most 2(N−1) probe intervals for a given
+/// prober, even with reshuffles); its round ends one interval later; the SUSPECTED fact reaches
+/// everyone within a dissemination time D (gossip, a few hundred ms; 10 s allowed); then each
+/// survivor's own suspicion timer runs at most max = suspicion_max_timeout_mult ×
+/// suspicion_mult × log10(N) × interval.
+fn crash_bound(config: &Config) -> Duration {
+    let interval = config.probe_interval.as_secs_f64();
+    let (_, max) = suspicion::bounds(config, N);
+    let dissemination = 10.0;
+    secs(2.0 * (N as f64 - 1.0) * interval + interval + dissemination) + max
+}
+
+/// What the simulation showed of a crash of `victim` until `bound`.
+struct CrashSeen {
+    /// When some node first held the victim SUSPECTED.
+    first_suspect: Option<Duration>,
+    /// When each node first held it DOWN.
+    down_at: Vec<Option<Duration>>,
+    /// Other members some node marked DOWN: (node, member).
+    wrong_down: Vec<(usize, String)>,
+}
+
+/// Runs `sim` until `bound` (virtual time from now) watching the crash of `victim`.
+fn watch_crash(sim: &mut Sim, victim: usize, bound: Duration) -> CrashSeen {
+    let victim_name = name(victim);
+    let mut seen = CrashSeen {
+        first_suspect: None,
+        down_at: vec![None; N],
+        wrong_down: Vec::new(),
+    };
+    run_until(
+        sim,
+        bound,
+        secs(0.5),
+        |e| {
+            if let Event::Changed { member, .. } = &e.event {
+                if member.name == victim_name && member.state == MemberState::Suspected {
+                    seen.first_suspect.get_or_insert(e.at);
+                }
+            }
+            match is_down_event(e) {
+                Some(n) if n == victim_name => {
+                    seen.down_at[e.node] = seen.down_at[e.node].or(Some(e.at));
+                }
+                Some(n) => seen.wrong_down.push((e.node, n.to_owned())),
+                None => {}
+            }
+        },
+        |_| false,
+    );
+    seen
+}
+
 #[test]
 fn fifty_nodes_join_through_one_seed_and_converge() {
     let mut sim = Sim::new(1, sim_config(), NetConfig::default());
@@ -108,37 +162,12 @@ fn crashed_node_is_down_everywhere_within_bound() {
     let victim = 17;
     let crashed_at = sim.now();
     sim.crash(victim);
-    // Bound: some survivor probes the victim within one probe round (round-robin over N−1
-    // members: at most 2(N−1) probe intervals for a given prober, even with reshuffles); its
-    // round ends one interval later; the SUSPECTED fact reaches everyone within a dissemination
-    // time D (gossip, a few hundred ms; 10 s allowed); then each survivor's own suspicion timer
-    // runs at most max = suspicion_max_timeout_mult × suspicion_mult × log10(N) × interval.
-    let interval = config.probe_interval.as_secs_f64();
-    let (_, max) = suspicion::bounds(&config, N);
-    let dissemination = 10.0;
-    let bound = secs(2.0 * (N as f64 - 1.0) * interval + interval + dissemination) + max;
-    let mut first_suspect = None;
-    let mut down_at: Vec<Option<Duration>> = vec![None; N];
-    let mut wrong_down = Vec::new();
-    let victim_name = name(victim);
-    run_until(
-        &mut sim,
-        bound,
-        secs(0.5),
-        |e| {
-            if let Event::Changed { member, .. } = &e.event {
-                if member.name == victim_name && member.state == MemberState::Suspected {
-                    first_suspect.get_or_insert(e.at);
-                }
-            }
-            match is_down_event(e) {
-                Some(n) if n == victim_name => down_at[e.node] = down_at[e.node].or(Some(e.at)),
-                Some(n) => wrong_down.push((e.node, n.to_owned())),
-                None => {}
-            }
-        },
-        |_| false,
-    );
+    let bound = crash_bound(&config);
+    let CrashSeen {
+        first_suspect,
+        down_at,
+        wrong_down,
+    } = watch_crash(&mut sim, victim, bound);
     assert!(
         wrong_down.is_empty(),
         "live nodes marked DOWN: {wrong_down:?}"
@@ -770,23 +799,11 @@ fn converged_bootstrap_detects_a_crash_like_a_joined_cluster() {
     );
     assert!(converged(&sim), "a quiet converged cluster drifted");
     let victim = 23;
-    let victim_name = name(victim);
     sim.crash(victim);
-    let interval = config.probe_interval.as_secs_f64();
-    let (_, max) = suspicion::bounds(&config, N);
-    let bound = secs(2.0 * (N as f64 - 1.0) * interval + interval + 10.0) + max;
-    let mut down_at: Vec<Option<Duration>> = vec![None; N];
-    run_until(
-        &mut sim,
-        bound,
-        secs(0.5),
-        |e| match is_down_event(e) {
-            Some(n) if n == victim_name => down_at[e.node] = down_at[e.node].or(Some(e.at)),
-            Some(n) => wrong_down.push((e.node, n.to_owned())),
-            None => {}
-        },
-        |_| false,
-    );
+    let bound = crash_bound(&config);
+    let crash = watch_crash(&mut sim, victim, bound);
+    wrong_down.extend(crash.wrong_down);
+    let down_at = crash.down_at;
     assert!(
         wrong_down.is_empty(),
         "live nodes marked DOWN: {wrong_down:?}"

@@ -562,6 +562,12 @@ impl Sim {
         );
     }
 
+    /// Schedules one copy of a datagram, arriving after `link` plus the drawn latency.
+    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, link: Duration, payload: Vec<u8>) {
+        let at = self.now + link + self.latency();
+        self.schedule(at, Dest::Addr(to), Input::Datagram { from, payload });
+    }
+
     fn can_talk(&self, from: usize, to: SocketAddr) -> bool {
         let from_group = self.nodes.get(from).map(|n| n.group);
         let to_group = self
@@ -613,26 +619,18 @@ impl Sim {
                 self.stats.datagrams_lost += 1;
                 continue;
             }
-            let link = self.link_latency.get(&(from, t.dst)).copied();
-            let link = link.unwrap_or(Duration::ZERO);
+            // Most runs set no slow link: skip the lookup on this hot path then.
+            let link = if self.link_latency.is_empty() {
+                Duration::ZERO
+            } else {
+                let key = (from, t.dst);
+                self.link_latency.get(&key).copied().unwrap_or_default()
+            };
             if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate.min(1.0)) {
                 self.stats.datagrams_duplicated += 1;
-                let at = self.now + link + self.latency();
-                let copy = Input::Datagram {
-                    from,
-                    payload: t.payload.clone(),
-                };
-                self.schedule(at, Dest::Addr(t.dst), copy);
+                self.deliver(from, t.dst, link, t.payload.clone());
             }
-            let at = self.now + link + self.latency();
-            self.schedule(
-                at,
-                Dest::Addr(t.dst),
-                Input::Datagram {
-                    from,
-                    payload: t.payload,
-                },
-            );
+            self.deliver(from, t.dst, link, t.payload);
         }
         if let Some(payload) = payload {
             for addr in pulls {

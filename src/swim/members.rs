@@ -55,6 +55,11 @@ fn hash_at(list: &[Member], hasher: &RandomState, i: &u32) -> u64 {
         .map_or(0, |m| hasher.hash_one(&*m.name))
 }
 
+/// Matches the index slot holding the position of `name` in `list`.
+fn holds<'a>(list: &'a [Member], name: &'a str) -> impl Fn(&u32) -> bool + 'a {
+    move |&i| list.get(i as usize).is_some_and(|m| *m.name == *name)
+}
+
 /// Everything the core knows about one member.
 ///
 /// Kept compact: there is one entry per member per node, so a 10,000-node simulation holds
@@ -83,6 +88,27 @@ pub struct Member {
 }
 
 impl Member {
+    /// The entry for another member, first seen at `since` (no suspicion running).
+    pub fn remote(
+        name: Arc<str>,
+        addr: SocketAddr,
+        state: MemberState,
+        incarnation: u64,
+        meta: &NodeMeta,
+        since: Instant,
+    ) -> Self {
+        Member {
+            name,
+            addr,
+            state,
+            incarnation,
+            meta: share_meta(meta),
+            since,
+            suspicion: None,
+            is_local: false,
+        }
+    }
+
     /// A copy for callers outside the core.
     pub fn view(&self) -> MemberView {
         MemberView {
@@ -202,12 +228,7 @@ impl Members {
     /// Position of `name` in `list`.
     fn position(&self, name: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
-        let list = &self.list;
-        self.index
-            .find(hash, |&i| {
-                list.get(i as usize).is_some_and(|m| *m.name == *name)
-            })
-            .copied()
+        self.index.find(hash, holds(&self.list, name)).copied()
     }
 
     /// Looks a member up by name.
@@ -254,13 +275,7 @@ impl Members {
             return None;
         }
         let hash = self.hasher.hash_one(name);
-        let list = &self.list;
-        let entry = self
-            .index
-            .find_entry(hash, |&i| {
-                list.get(i as usize).is_some_and(|m| *m.name == *name)
-            })
-            .ok()?;
+        let entry = self.index.find_entry(hash, holds(&self.list, name)).ok()?;
         let (i, _) = entry.remove();
         let last = u32::try_from(self.list.len() - 1).unwrap_or(GONE);
         let member = self.list.swap_remove(i as usize);

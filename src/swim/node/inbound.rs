@@ -244,16 +244,8 @@ impl Swim {
     }
 
     fn add_member(&mut self, now: Instant, u: Update, reason: &ChangeReason, gossip: bool) -> bool {
-        let member = Member {
-            name: self.members.name_arc(&u.name),
-            addr: u.addr,
-            state: u.state,
-            incarnation: u.incarnation,
-            meta: share_meta(&u.meta),
-            since: now,
-            suspicion: None,
-            is_local: false,
-        };
+        let name = self.members.name_arc(&u.name);
+        let member = Member::remote(name, u.addr, u.state, u.incarnation, &u.meta, now);
         self.members.insert(member, &mut self.rng);
         self.enter_state(now, &u);
         self.push_event(&u.name, None, reason.clone());

@@ -147,16 +147,14 @@ impl Swim {
             if *k.name == *self.local_name {
                 continue;
             }
-            let member = Member {
-                name: k.name.clone(),
-                addr: k.addr,
-                state: MemberState::Alive,
-                incarnation: k.incarnation,
-                meta: share_meta(&k.meta),
-                since: now,
-                suspicion: None,
-                is_local: false,
-            };
+            let member = Member::remote(
+                k.name.clone(),
+                k.addr,
+                MemberState::Alive,
+                k.incarnation,
+                &k.meta,
+                now,
+            );
             self.members.insert(member, &mut self.rng);
         }
         self.members.shrink_to_fit();
