@@ -23,14 +23,13 @@ pub use profile::Profile;
 use crate::agent::{self, AgentConfig};
 use crate::client;
 use crate::runtime::{entropy, RuntimeConfig, Seed};
+use crate::swim::limits::{self, Field, LimitError};
 use crate::swim::{self, Identity, NodeMeta};
 
 /// Exit status for invalid flags or environment (as clap uses for usage errors).
 const EXIT_USAGE: u8 = 2;
 /// Exit status for failures while running (bind errors, crashed tasks).
 const EXIT_FAILURE: u8 = 1;
-/// Longest accepted member name, in bytes: names travel in every update.
-const MAX_NAME_LEN: usize = 128;
 
 /// meshd: SWIM gossip membership daemon.
 #[derive(Debug, Parser)]
@@ -151,6 +150,11 @@ pub struct AgentArgs {
     #[arg(long, env = "MESHD_SEED_REFRESH_INTERVAL", default_value = "30s",
           value_parser = humantime::parse_duration)]
     pub seed_refresh_interval: Duration,
+    /// Most members this node lists (itself and DOWN or LEAVING ones included); facts about
+    /// more new members are refused and counted
+    #[arg(long, env = "MESHD_MAX_MEMBERS", default_value_t = 10_000,
+          value_parser = parse_max_members)]
+    pub max_members: usize,
     /// How long DOWN and LEAVING members stay listed
     #[arg(long, env = "MESHD_RETENTION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -175,6 +179,15 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
             Ok((key.trim().to_string(), value.trim().to_string()))
         }
         _ => Err(format!("tag {s:?} must look like key=value")),
+    }
+}
+
+fn parse_max_members(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        // This node and at least one other.
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(_) => Err("must be at least 2 (this node and one other)".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -230,14 +243,7 @@ impl AgentArgs {
             Some(name) => name.trim().to_string(),
             None => default_name(),
         };
-        if name.is_empty() {
-            return Err("--mesh-server-name must not be empty".into());
-        }
-        if name.len() > MAX_NAME_LEN {
-            return Err(format!(
-                "--mesh-server-name is longer than {MAX_NAME_LEN} bytes"
-            ));
-        }
+        limits::check_name(&name).map_err(|e| format!("--mesh-server-name: {e}"))?;
         let advertise_ip = match self.mesh_advertise_host {
             Some(ip) if ip.is_unspecified() => {
                 return Err(format!(
@@ -260,14 +266,16 @@ impl AgentArgs {
                 return Err(format!("--tag {key} is given more than once"));
             }
         }
+        let meta = NodeMeta {
+            region: self.region,
+            zone: self.zone,
+            tags,
+        };
+        limits::check_meta(&meta).map_err(|e| format!("{}: {e}", meta_flag(&e)))?;
         let identity = Identity {
             name,
             addr: SocketAddr::new(advertise_ip, self.mesh_port),
-            meta: NodeMeta {
-                region: self.region,
-                zone: self.zone,
-                tags,
-            },
+            meta,
         };
         Ok(AgentConfig {
             runtime: RuntimeConfig {
@@ -282,6 +290,19 @@ impl AgentArgs {
             http: SocketAddr::new(self.host, self.port),
             allow_remote_shutdown: self.allow_remote_shutdown,
         })
+    }
+}
+
+/// The flag that set the metadata value a limit refused.
+fn meta_flag(err: &LimitError) -> &'static str {
+    let field = match err {
+        LimitError::TooLong { field, .. } | LimitError::BadChar { field, .. } => field,
+        LimitError::Empty(field) => field,
+    };
+    match field {
+        Field::Region => "--region",
+        Field::Zone => "--zone",
+        _ => "--tag",
     }
 }
 
@@ -324,6 +345,7 @@ impl AgentArgs {
                 .push_pull_interval
                 .unwrap_or(profile.push_pull_interval),
             retention: self.retention,
+            max_members: self.max_members,
             ..profile
         }
     }

@@ -27,7 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::runtime::{EventFeed, Snapshot};
 use crate::swim::probe::{RttHistogram, RTT_BUCKETS};
-use crate::swim::{DropReason, Event, MemberState};
+use crate::swim::{DropReason, Event, MemberState, Refusal};
 
 /// `Content-Type` of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -208,6 +208,14 @@ fn drop_label(reason: DropReason) -> &'static str {
     }
 }
 
+/// The `reason` label of `meshd_facts_refused_total`, for every refusal.
+const REFUSALS: [(Refusal, &str); 4] = [
+    (Refusal::TableFull, "table_full"),
+    (Refusal::AddressConflict, "address_conflict"),
+    (Refusal::IncarnationJump, "incarnation_jump"),
+    (Refusal::PingReqUnknown, "ping_req_unknown"),
+];
+
 const CORE_DROP_REASONS: [DropReason; 5] = [
     DropReason::Malformed,
     DropReason::UnknownVersion,
@@ -264,6 +272,10 @@ fn record_snapshot(s: &Snapshot) {
     for reason in CORE_DROP_REASONS {
         let n = stats.dropped.get(&reason).copied().unwrap_or(0);
         counter!("meshd_dropped_packets_total", "reason" => drop_label(reason)).absolute(n);
+    }
+    for (refusal, label) in REFUSALS {
+        let n = stats.refused.get(&refusal).copied().unwrap_or(0);
+        counter!("meshd_facts_refused_total", "reason" => label).absolute(n);
     }
     counter!("meshd_dropped_packets_total", "reason" => "queue_full")
         .absolute(rt.datagrams_dropped_full);
@@ -335,6 +347,12 @@ fn describe() {
     describe_counter!(
         "meshd_dropped_packets_total",
         "Received datagrams and push-pull messages dropped, by reason"
+    );
+    describe_counter!(
+        "meshd_facts_refused_total",
+        "Facts and ping-reqs in valid datagrams refused, by reason: table_full (--max-members), \
+         address_conflict (a live member moved by someone else), incarnation_jump, \
+         ping_req_unknown (requester or target not a member)"
     );
     describe_counter!(
         "meshd_socket_errors_total",

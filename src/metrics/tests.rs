@@ -43,6 +43,7 @@ fn snapshot(t0: Instant) -> Snapshot {
     s.stats.refutations = 2;
     s.stats.dropped.insert(DropReason::Malformed, 5);
     s.stats.dropped.insert(DropReason::UnknownVersion, 6);
+    s.stats.refused.insert(Refusal::TableFull, 8);
     s.stats.probe_rtt.record(Duration::from_micros(1_500));
     s.counters.stream_sent(300);
     s.counters.stream_received(200);
@@ -117,6 +118,12 @@ fn snapshot_values_are_rendered() {
         ),
         ("meshd_dropped_packets_total", r#"reason="oversized""#, 0.0),
         ("meshd_dropped_packets_total", r#"reason="queue_full""#, 4.0),
+        ("meshd_facts_refused_total", r#"reason="table_full""#, 8.0),
+        (
+            "meshd_facts_refused_total",
+            r#"reason="address_conflict""#,
+            0.0,
+        ),
         ("meshd_probe_rtt_seconds_bucket", r#"le="0.001""#, 0.0),
         ("meshd_probe_rtt_seconds_bucket", r#"le="0.002""#, 1.0),
         ("meshd_probe_rtt_seconds_bucket", r#"le="+Inf""#, 1.0),

@@ -21,6 +21,7 @@ use super::rejoin::{self, SeedRefresh};
 use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
+use crate::swim::limits::LimitError;
 use crate::swim::{MemberState, MemberView, NodeMeta, Swim};
 
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
@@ -49,7 +50,7 @@ pub enum Command {
     /// Replace this node's tags, keeping region and zone (bumps the incarnation). `reply` gets
     /// the new incarnation, or an error while the node is leaving.
     SetTags {
-        /// The new tags, already validated against the wire limits.
+        /// The new tags; the core checks them against the limits.
         tags: BTreeMap<String, String>,
         /// Where to send the outcome.
         reply: oneshot::Sender<Result<u64, SetTagsRefused>>,
@@ -57,10 +58,12 @@ pub enum Command {
 }
 
 /// Why the driver refused [`Command::SetTags`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetTagsRefused {
     /// The node is leaving; its LEAVING entry is final.
     Leaving,
+    /// The tags break a limit (the message names it).
+    Invalid(LimitError),
 }
 
 /// Outcome of a task the driver spawned.
@@ -250,7 +253,7 @@ impl Driver {
                 reply,
             } => {
                 self.counters.stream_received(payload.len());
-                let answer = match self.core.handle_push_pull(now, &payload) {
+                let answer = match self.core.handle_push_pull(now, from, &payload) {
                     Ok(()) => {
                         self.counters.push_pull_ok += 1;
                         Some(self.core.push_pull_payload())
@@ -285,7 +288,9 @@ impl Driver {
             tags,
             ..self.core.local().meta
         };
-        self.core.set_meta(now, meta);
+        self.core
+            .set_meta(now, meta)
+            .map_err(SetTagsRefused::Invalid)?;
         Ok(self.core.local().incarnation)
     }
 
@@ -302,7 +307,7 @@ impl Driver {
             TaskResult::PushPull {
                 peer,
                 result: Ok(reply),
-            } => match self.core.handle_push_pull(now, &reply) {
+            } => match self.core.handle_push_pull(now, peer, &reply) {
                 Ok(()) => self.counters.push_pull_ok += 1,
                 Err(reason) => {
                     self.counters.push_pull_failed += 1;
@@ -318,18 +323,20 @@ impl Driver {
             }
             // A round that ends after a leave began is moot.
             TaskResult::Join(_) if !self.join.in_flight() => {}
-            TaskResult::Join(Ok((seed, reply))) => match self.core.handle_push_pull(now, &reply) {
-                Ok(()) => {
-                    self.counters.push_pull_ok += 1;
-                    tracing::info!(%seed, "joined cluster");
-                    self.join = JoinState::Done;
+            TaskResult::Join(Ok((seed, reply))) => {
+                match self.core.handle_push_pull(now, seed, &reply) {
+                    Ok(()) => {
+                        self.counters.push_pull_ok += 1;
+                        tracing::info!(%seed, "joined cluster");
+                        self.join = JoinState::Done;
+                    }
+                    Err(reason) => {
+                        self.counters.push_pull_failed += 1;
+                        tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
+                        self.join_round_failed(now, vec![seed]);
+                    }
                 }
-                Err(reason) => {
-                    self.counters.push_pull_failed += 1;
-                    tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
-                    self.join_round_failed(now, vec![seed]);
-                }
-            },
+            }
             TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
             TaskResult::SeedsResolved(resolved) => self.on_seeds_resolved(resolved),
             TaskResult::SeedExchange { peer, result } => self.on_seed_exchange(now, peer, result),
@@ -459,7 +466,7 @@ impl Driver {
         };
         let entry = |m: &MemberView| (m.name.clone(), m.addr, m.state, m.incarnation);
         let before: Vec<_> = self.core.members().iter().map(entry).collect();
-        match self.core.handle_push_pull(now, &reply) {
+        match self.core.handle_push_pull(now, peer, &reply) {
             Ok(()) => {
                 self.counters.push_pull_ok += 1;
                 let changed = self

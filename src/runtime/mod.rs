@@ -105,7 +105,8 @@ impl Runtime {
         let rng_seed = entropy::random_u64();
         tracing::debug!(rng_seed, "core RNG seeded");
         let now = Instant::now();
-        let core = Swim::new(config.swim, identity, rng_seed, now);
+        let core = Swim::new(config.swim, identity, rng_seed, now)
+            .map_err(|e| format!("this node's identity is refused: {e}"))?;
         let (snapshot_tx, snapshots) = watch::channel(Snapshot::of_local(core.local(), now));
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);

@@ -33,7 +33,6 @@
 mod convert;
 mod watch;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -46,7 +45,6 @@ use tonic::{Request, Response, Status};
 
 use crate::runtime::driver::SetTagsRefused;
 use crate::runtime::{Command, EventFeed};
-use crate::swim::codec::{MAX_TAGS, MAX_TAG_BYTES};
 use pb::membership_server::{Membership, MembershipServer};
 
 /// Messages and tonic client/server code generated from `proto/client.proto`.
@@ -86,34 +84,6 @@ pub fn add_routes(router: Router, service: MembershipService) -> Router {
         &format!("/{}/{{*method}}", <Server as NamedService>::NAME),
         MembershipServer::new(service),
     )
-}
-
-/// Checks tags against the limits the wire format enforces, so peers never drop our update.
-fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), Status> {
-    if tags.len() > MAX_TAGS {
-        return Err(Status::invalid_argument(format!(
-            "{} tags given; at most {MAX_TAGS} allowed",
-            tags.len()
-        )));
-    }
-    for (key, value) in tags {
-        if key.is_empty() {
-            return Err(Status::invalid_argument("tag keys must not be empty"));
-        }
-        if key.len() > MAX_TAG_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "tag key of {} bytes; at most {MAX_TAG_BYTES} allowed",
-                key.len()
-            )));
-        }
-        if value.len() > MAX_TAG_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "value of tag {key:?} has {} bytes; at most {MAX_TAG_BYTES} allowed",
-                value.len()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The caller's address, from axum's `ConnectInfo` (tonic's `remote_addr()` is only set by
@@ -160,7 +130,6 @@ impl Membership for MembershipService {
         request: Request<pb::SetTagsRequest>,
     ) -> Result<Response<pb::SetTagsResponse>, Status> {
         let tags = request.into_inner().tags;
-        validate_tags(&tags)?;
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::SetTags { tags, reply })
@@ -174,6 +143,7 @@ impl Membership for MembershipService {
             Err(SetTagsRefused::Leaving) => Err(Status::failed_precondition(
                 "node is leaving; its tags can no longer change",
             )),
+            Err(SetTagsRefused::Invalid(err)) => Err(Status::invalid_argument(err.to_string())),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Service tests: tag limits, the leave gate, commands sent to a fake driver, and one server on
+//! Service tests: the leave gate, commands sent to a fake driver, and one server on
 //! 127.0.0.1:0 answering both HTTP/1.1 and gRPC on the same port.
 
 use std::collections::BTreeMap;
@@ -66,32 +66,6 @@ fn from(addr: &str, message: pb::LeaveRequest) -> Request<pb::LeaveRequest> {
 }
 
 #[test]
-fn tags_within_the_wire_limits_pass_and_others_are_invalid() {
-    let long = "k".repeat(MAX_TAG_BYTES + 1);
-    let many: BTreeMap<String, String> = (0..=MAX_TAGS)
-        .map(|i| (format!("k{i}"), String::new()))
-        .collect();
-    let cases: Vec<(&str, BTreeMap<String, String>, bool)> = vec![
-        ("none", tags(&[]), true),
-        ("ordinary", tags(&[("role", "gateway"), ("tier", "")]), true),
-        ("longest key", tags(&[(&long[1..], "v")]), true),
-        ("empty key", tags(&[("", "v")]), false),
-        ("key too long", tags(&[(&long, "v")]), false),
-        ("value too long", tags(&[("k", &long)]), false),
-        ("too many", many, false),
-    ];
-    for (name, tags, ok) in cases {
-        match validate_tags(&tags) {
-            Ok(()) => assert!(ok, "{name}: accepted"),
-            Err(status) => {
-                assert!(!ok, "{name}: refused: {status}");
-                assert_eq!(status.code(), Code::InvalidArgument, "{name}");
-            }
-        }
-    }
-}
-
-#[test]
 fn leave_only_from_loopback_unless_remote_allowed() {
     let local = "127.0.0.1:5000".parse().ok();
     let local6 = "[::1]:5000".parse().ok();
@@ -132,7 +106,12 @@ async fn set_tags_returns_the_drivers_incarnation_and_maps_refusals() {
     let (svc, mut commands, _feed) = service(false);
     let driver = tokio::spawn(async move {
         let mut seen = Vec::new();
-        for answer in [Ok(7), Err(SetTagsRefused::Leaving)] {
+        let invalid = crate::swim::limits::check_tags(&tags(&[("", "x")])).expect_err("empty key");
+        for answer in [
+            Ok(7),
+            Err(SetTagsRefused::Leaving),
+            Err(SetTagsRefused::Invalid(invalid)),
+        ] {
             match commands.recv().await {
                 Some(Command::SetTags { tags, reply }) => {
                     seen.push(tags);
@@ -163,8 +142,16 @@ async fn set_tags_returns_the_drivers_incarnation_and_maps_refusals() {
         .await
         .expect_err("bad key");
     assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("tag key must not be empty"), "{bad}");
     let seen = driver.await.expect("fake driver");
-    assert_eq!(seen, [tags(&[("role", "gw")]), tags(&[("role", "gw")])]);
+    assert_eq!(
+        seen,
+        [
+            tags(&[("role", "gw")]),
+            tags(&[("role", "gw")]),
+            tags(&[("", "x")])
+        ]
+    );
 }
 
 #[tokio::test]
