@@ -365,7 +365,9 @@ mod tests {
         let mut bad_tag = sealed.clone();
         let last = bad_tag.len() - 1;
         bad_tag[last] ^= 0x80;
-        let cases: Vec<(&str, Keyring, &[u8], Vec<u8>, OpenError)> = vec![
+        // (what, keyring, label, datagram, error)
+        type Case<'a> = (&'a str, Keyring, &'a [u8], Vec<u8>, OpenError);
+        let cases: Vec<Case> = vec![
             (
                 "other key",
                 self::ring(&[3]),
