@@ -53,6 +53,11 @@ fn snapshot(t0: Instant) -> Snapshot {
     s.counters.datagrams_dropped_full = 4;
     s.counters.quic_bytes_sent = 4_100;
     s.counters.quic_bytes_received = 3_900;
+    // Sealed: each datagram 29 bytes larger on the wire than the core built it.
+    s.counters.swim_udp_bytes_sent = 10_000 + 29 * 100;
+    s.counters.swim_udp_bytes_received = 9_000 + 29 * 90;
+    s.counters.rejected_decrypt = 11;
+    s.counters.keyring_version = 2;
     s
 }
 
@@ -84,7 +89,7 @@ fn snapshot_values_are_rendered() {
         (
             "meshd_udp_bytes_total",
             r#"direction="sent",kind="swim""#,
-            10_000.0,
+            12_900.0,
         ),
         (
             "meshd_udp_bytes_total",
@@ -94,8 +99,19 @@ fn snapshot_values_are_rendered() {
         (
             "meshd_udp_bytes_total",
             r#"direction="received",kind="swim""#,
-            9_000.0,
+            11_610.0,
         ),
+        (
+            "meshd_datagrams_rejected_total",
+            r#"reason="decrypt""#,
+            11.0,
+        ),
+        (
+            "meshd_datagrams_rejected_total",
+            r#"reason="unsealed""#,
+            0.0,
+        ),
+        ("meshd_keyring_version", "", 2.0),
         (
             "meshd_udp_bytes_total",
             r#"direction="received",kind="quic""#,

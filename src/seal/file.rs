@@ -169,7 +169,7 @@ mod tests {
             (
                 "too many",
                 serde_json::to_vec(&too_many).expect("json"),
-                "at most 16",
+                "at most 8",
             ),
             ("huge", vec![b' '; MAX_FILE_BYTES + 1], "at most 65536"),
             ("not utf-8", vec![b'[', 0xff, b']'], "not a JSON list"),

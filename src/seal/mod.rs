@@ -32,8 +32,9 @@ pub const OVERHEAD: usize = 1 + NONCE_BYTES + TAG_BYTES;
 /// Bytes of a key.
 pub const KEY_BYTES: usize = 32;
 /// Most keys a keyring holds: rotation needs two or three; more is a mistake, and every extra
-/// key is one more decryption attempt per datagram that opens under none.
-pub const MAX_KEYS: usize = 16;
+/// key is one more decryption attempt per datagram that opens under none. (All of them must
+/// also fit the server name of a TLS handshake, see `runtime::tls`.)
+pub const MAX_KEYS: usize = 8;
 
 /// A 32-byte cluster key. Its `Debug` shows only its [`KeyId`], never the key.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -119,6 +120,18 @@ impl Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({})", self.id())
+    }
+}
+
+impl KeyId {
+    /// The id made of these bytes (as carried on the wire).
+    pub fn from_bytes(bytes: [u8; 8]) -> Self {
+        KeyId(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
     }
 }
 

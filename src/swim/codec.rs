@@ -504,11 +504,13 @@ mod tests {
             sender: "a".into(),
             join: true,
             members: vec![update("x")],
+            keyring: None,
         };
         let no_sender = wire::PushPull {
             sender: String::new(),
             join: true,
             members: vec![],
+            keyring: None,
         };
         let cases: Vec<(&str, Vec<u8>, Result<(), DropReason>)> = vec![
             ("ok", encode_push_pull(&ok), Ok(())),
@@ -540,6 +542,7 @@ mod tests {
             sender: "a".into(),
             join: false,
             members: vec![update("x"); MAX_PUSH_PULL_MEMBERS + 1],
+            keyring: None,
         };
         assert_eq!(
             decode_push_pull(&encode_push_pull(&many)).map(|_| ()),

@@ -56,6 +56,8 @@ pub enum Field {
     TagCount,
     /// All tag keys and values together.
     TagTotal,
+    /// The cluster label (`--cluster-label`).
+    ClusterLabel,
 }
 
 impl fmt::Display for Field {
@@ -68,6 +70,7 @@ impl fmt::Display for Field {
             Field::TagValue(key) => write!(f, "value of tag {}", Escaped(key)),
             Field::TagCount => write!(f, "number of tags"),
             Field::TagTotal => write!(f, "tags (keys and values together)"),
+            Field::ClusterLabel => write!(f, "cluster label"),
         }
     }
 }
@@ -157,6 +160,12 @@ pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), LimitError> {
         total += key.len() + value.len();
     }
     check_len(Field::TagTotal, total, MAX_TAG_TOTAL_BYTES)
+}
+
+/// Checks a cluster label: empty, or up to [`MAX_NAME_BYTES`] of the name characters.
+pub fn check_cluster_label(label: &str) -> Result<(), LimitError> {
+    check_len(Field::ClusterLabel, label.len(), MAX_NAME_BYTES)?;
+    check_chars(Field::ClusterLabel, label, NAME_PUNCTUATION)
 }
 
 /// A region or zone: empty, or up to [`MAX_LABEL_BYTES`] of the name characters.

@@ -157,10 +157,13 @@ impl Node {
         meshd::metrics::sample(&text, name, labels)
     }
 
-    /// POSTs to `path` on this node's HTTP API: (status code, JSON body).
+    /// POSTs `{}` as JSON to `path` on this node's HTTP API: (status code, JSON body).
     pub fn post(&self, path: &str) -> Option<(u16, Value)> {
         let url = format!("http://{}:{HTTP_PORT}{path}", self.ip);
-        let mut resp = agent().post(&url).send_empty().ok()?;
+        let request = agent()
+            .post(&url)
+            .header("Content-Type", "application/json");
+        let mut resp = request.send("{}").ok()?;
         let code = resp.status().as_u16();
         let body = resp.body_mut().read_json::<Value>().ok()?;
         Some((code, body))

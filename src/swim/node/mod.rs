@@ -225,6 +225,7 @@ impl Swim {
             sender: self.local_name.clone(),
             join: joining,
             members,
+            keyring: None,
         })
     }
 
@@ -248,6 +249,7 @@ impl Swim {
         // A joiner's copy of the seed's table is news to nobody: merge it without re-gossip.
         let regossip = self.members.local().state != MemberState::Init;
         for update in msg.members {
+            let update = self.as_suspicion_if_live(update, &msg.sender);
             let origin = Origin {
                 reason: &ChangeReason::PushPull,
                 regossip,
@@ -257,6 +259,25 @@ impl Swim {
         }
         self.become_alive(now);
         Ok(())
+    }
+
+    /// A DOWN entry of a peer's table about a member we hold ALIVE or SUSPECTED, taken as the
+    /// peer's suspicion of it (memberlist's `mergeState` does the same). After a partition each
+    /// half holds the other DOWN; merging that verbatim would make members DOWN that this node
+    /// never stopped reaching, while a suspicion lets a live member refute before anyone acts.
+    fn as_suspicion_if_live(&self, update: Update, sender: &str) -> Update {
+        let live = self
+            .members
+            .get(&update.name)
+            .is_some_and(|m| !m.is_local && is_reachable(m.state));
+        if update.state != MemberState::Down || !live {
+            return update;
+        }
+        Update {
+            state: MemberState::Suspected,
+            accuser: sender.to_owned(),
+            ..update
+        }
     }
 
     /// Begins a graceful leave: this node → LEAVING, broadcast at once to several members.

@@ -470,3 +470,40 @@ fn a_full_table_refuses_new_members_and_counts_them() {
     );
     assert_eq!(a.member("c").map(|m| m.state), Some(MemberState::Down));
 }
+
+#[test]
+fn a_pushed_down_about_a_live_member_is_only_a_suspicion() {
+    use MemberState::*;
+    let t0 = Instant::now();
+    // (held state of b, pushed state, expected state of b afterwards)
+    let cases = [
+        (Alive, Down, Suspected),
+        (Suspected, Down, Suspected),
+        (Down, Down, Down),
+        (Alive, Leaving, Leaving),
+    ];
+    for (held, pushed, want) in cases {
+        let mut a = cluster(t0);
+        if held != Alive {
+            let setup = vec![fact("b", 2, 1, held)];
+            a.handle_datagram(t0, addr(3), &datagram("c", None, setup));
+        }
+        drain(&mut a);
+        // The other half of a healed partition holds b DOWN (and an unknown member DOWN).
+        let table = codec::encode_push_pull(&wire::PushPull {
+            sender: "x".into(),
+            join: false,
+            members: vec![fact("b", 2, 1, pushed), fact("gone", 9, 1, Down)],
+            keyring: None,
+        });
+        a.handle_push_pull(t0, addr(9), &table)
+            .expect("valid push-pull");
+        let b = a.member("b").expect("b known");
+        assert_eq!(b.state, want, "held {held:?}, pushed {pushed:?}");
+        assert_eq!(
+            a.member("gone").map(|m| m.state),
+            Some(Down),
+            "unknown: as told"
+        );
+    }
+}
