@@ -274,8 +274,10 @@ impl Node {
 }
 
 /// One `membership changed` line of a node's log: what it saw happen to one member.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Change {
+    /// When, in seconds since the Unix epoch (the log line's UTC timestamp).
+    pub at: f64,
     /// The member whose entry changed.
     pub member: String,
     /// Its state before ("NEW" for a member seen for the first time).
@@ -300,6 +302,7 @@ impl Change {
                 .map(str::to_string)
         };
         Some(Change {
+            at: log_time(line.split_whitespace().next()?)?,
             member: field("member")?,
             from: field("from")?,
             to: field("to")?,
@@ -307,6 +310,26 @@ impl Change {
             reason: reason.trim().to_string(),
         })
     }
+}
+
+/// Seconds since the Unix epoch of a log timestamp such as `2026-12-02T14:08:00.919697Z`.
+fn log_time(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.splitn(3, ':');
+    let h: f64 = hms.next()?.parse().ok()?;
+    let min: f64 = hms.next()?.parse().ok()?;
+    let sec: f64 = hms.next()?.parse().ok()?;
+    // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's
+    // days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
 }
 
 impl Drop for Node {
