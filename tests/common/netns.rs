@@ -131,9 +131,11 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Like [`run`], but a failure is a bug in the test: panic with the command's stderr.
-fn must(program: &str, args: &[&str]) -> String {
-    run(program, args).unwrap_or_else(|e| panic!("{e}"))
+/// Runs `ip` with the whitespace-separated `args`; a failure is a bug in the test: panic with
+/// the command's stderr.
+fn ip(args: &str) {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    run("ip", &args).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Counters of one node's fault chain since its faults were last cleared.
@@ -182,54 +184,43 @@ impl Lab {
             .ok_or("iptables is not installed (bash .ci/install-test-deps installs it)")?;
         sweep_stale();
         let tag = format!("{PREFIX}-{}-{test}", std::process::id());
+        let sw = format!("{tag}-sw");
+        run("ip", &["netns", "add", &sw])
+            .map_err(|e| format!("cannot create a network namespace: {e}"))?;
+        // From here on, dropping the lab (an error below, a panic) deletes what was made.
         let mut lab = Lab {
-            switch: format!("{tag}-sw"),
+            switch: sw.clone(),
             hosts: Vec::new(),
             subnet,
             iptables,
             delayers: Vec::new(),
         };
-        run("ip", &["netns", "add", &lab.switch])
-            .map_err(|e| format!("cannot create a network namespace: {e}"))?;
-        let sw = lab.switch.clone();
+        // No STP: a bridge port forwards as soon as it is up, so a healed trunk carries at once.
+        ip(&format!("-n {sw} link add br0 type bridge stp_state 0"));
+        ip(&format!("-n {sw} link add br1 type bridge stp_state 0"));
+        ip(&format!("-n {sw} link add ta type veth peer name tb"));
         for (bridge, port) in [("br0", "ta"), ("br1", "tb")] {
-            must("ip", &["-n", &sw, "link", "add", bridge, "type", "bridge"]);
-            // No STP: a port forwards as soon as it is up, so a healed trunk carries at once.
-            must(
-                "ip",
-                &["-n", &sw, "link", "set", bridge, "type", "bridge", "stp_state", "0"],
-            );
-            must("ip", &["-n", &sw, "link", "set", bridge, "up"]);
-            if port == "ta" {
-                must(
-                    "ip",
-                    &["-n", &sw, "link", "add", "ta", "type", "veth", "peer", "name", "tb"],
-                );
-            }
-            must("ip", &["-n", &sw, "link", "set", port, "master", bridge, "up"]);
+            ip(&format!("-n {sw} link set {bridge} up"));
+            ip(&format!("-n {sw} link set {port} master {bridge} up"));
         }
         for i in 1..=nodes {
             let host = format!("{tag}-{i}");
-            must("ip", &["netns", "add", &host]);
+            ip(&format!("netns add {host}"));
             lab.hosts.push(host.clone());
-            let port = format!("p{i}");
             let bridge = if i <= side_a { "br0" } else { "br1" };
-            must(
-                "ip",
-                &[
-                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                    "netns", &host,
-                ],
-            );
-            must("ip", &["-n", &sw, "link", "set", &port, "master", bridge, "up"]);
-            let cidr = format!("{}/24", lab.ip(i));
-            must("ip", &["-n", &host, "addr", "add", &cidr, "dev", "eth0"]);
-            must("ip", &["-n", &host, "link", "set", "eth0", "up"]);
-            must("ip", &["-n", &host, "link", "set", "lo", "up"]);
+            // Created inside the switch with its peer end inside the host: never in the root
+            // namespace.
+            ip(&format!(
+                "-n {sw} link add p{i} type veth peer name eth0 netns {host}"
+            ));
+            ip(&format!("-n {sw} link set p{i} master {bridge} up"));
+            ip(&format!("-n {host} addr add {}/24 dev eth0", lab.ip(i)));
+            ip(&format!("-n {host} link set eth0 up"));
+            ip(&format!("-n {host} link set lo up"));
             lab.try_iptables(i, &["-N", CHAIN])
                 .map_err(|e| format!("iptables does not work in a namespace: {e}"))?;
-            let port = MESH_PORT.to_string();
-            lab.iptables(i, &["-A", "INPUT", "-p", "udp", "--dport", &port, "-j", CHAIN]);
+            let jump = format!("-A INPUT -p udp --dport {MESH_PORT} -j {CHAIN}");
+            lab.iptables(i, &jump.split_whitespace().collect::<Vec<_>>());
         }
         Ok(lab)
     }
@@ -258,7 +249,11 @@ impl Lab {
     pub fn start_cluster(&self, prefix: &str, extra: &[&str]) -> Vec<Node> {
         (1..=self.len())
             .map(|i| {
-                let seeds = if i == 1 { vec![] } else { vec![self.mesh_addr(1)] };
+                let seeds = if i == 1 {
+                    vec![]
+                } else {
+                    vec![self.mesh_addr(1)]
+                };
                 let name = format!("{prefix}{i}");
                 Node::start_in_netns(self.host(i), &name, self.ip(i), &seeds, extra)
             })
@@ -268,7 +263,7 @@ impl Lab {
     /// Takes the trunk between the two sides of the switch down (a cut) or up (healed).
     pub fn set_trunk(&self, up: bool) {
         let state = if up { "up" } else { "down" };
-        must("ip", &["-n", &self.switch, "link", "set", "ta", state]);
+        ip(&format!("-n {} link set ta {state}", self.switch));
     }
 
     /// Appends `rule` (iptables match and target, e.g. `-s 10.203.1.2 -j DROP`) to the fault
@@ -315,7 +310,15 @@ impl Lab {
             .map_err(|e| format!("cannot bind an NFQUEUE in {}: {e}", self.host(i)))?;
         let queue = QUEUE.to_string();
         // Bypass: should the delayer stop first, datagrams pass instead of being dropped.
-        let rule = ["-A", CHAIN, "-j", "NFQUEUE", "--queue-num", &queue, "--queue-bypass"];
+        let rule = [
+            "-A",
+            CHAIN,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &queue,
+            "--queue-bypass",
+        ];
         self.try_iptables(i, &rule)?;
         self.delayers.push((usize::from(i), delayer));
         Ok(())
@@ -361,7 +364,10 @@ impl Drop for Lab {
 /// it; its veth ends go with it. Reports, never panics: it runs in `Drop`.
 fn remove_namespace(ns: &str) {
     if let Ok(pids) = run("ip", &["netns", "pids", ns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             eprintln!("netns cleanup: killing leftover pid {pid} in {ns}");
             // SAFETY: kill(2) on a process inside a namespace this harness created.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -593,7 +599,10 @@ fn packet_id(kind: u16, payload: &[u8]) -> Option<u32> {
 /// Sends a config request and waits for the kernel's acknowledgement.
 fn configure(fd: &OwnedFd, seq: u32, queue: u16, attr: (u16, &[u8])) -> io::Result<()> {
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
-    send_to_kernel(fd, &nfq_message(NFQNL_MSG_CONFIG, flags, seq, queue, &[attr]))?;
+    send_to_kernel(
+        fd,
+        &nfq_message(NFQNL_MSG_CONFIG, flags, seq, queue, &[attr]),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut buf = vec![0u8; 8192];
     while Instant::now() < deadline {
@@ -658,7 +667,12 @@ fn bind_queue(ns: &str, queue: u16) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     let pf = (libc::AF_INET as u16).to_be_bytes();
-    configure(&fd, 1, queue, (NFQA_CFG_CMD, &[NFQNL_CFG_CMD_BIND, 0, pf[0], pf[1]]))?;
+    configure(
+        &fd,
+        1,
+        queue,
+        (NFQA_CFG_CMD, &[NFQNL_CFG_CMD_BIND, 0, pf[0], pf[1]]),
+    )?;
     let mut params = 0u32.to_be_bytes().to_vec(); // copy range: nothing of the payload
     params.push(NFQNL_COPY_META);
     configure(&fd, 2, queue, (NFQA_CFG_PARAMS, &params))?;
