@@ -218,11 +218,12 @@ fn drop_label(reason: DropReason) -> &'static str {
 }
 
 /// The `reason` label of `meshd_facts_refused_total`, for every refusal.
-const REFUSALS: [(Refusal, &str); 4] = [
+const REFUSALS: [(Refusal, &str); 5] = [
     (Refusal::TableFull, "table_full"),
     (Refusal::AddressConflict, "address_conflict"),
     (Refusal::IncarnationJump, "incarnation_jump"),
     (Refusal::PingReqUnknown, "ping_req_unknown"),
+    (Refusal::AckLargerThanPing, "ack_larger_than_ping"),
 ];
 
 const CORE_DROP_REASONS: [DropReason; 5] = [
@@ -406,7 +407,8 @@ fn describe() {
         "meshd_facts_refused_total",
         "Facts and ping-reqs in valid datagrams refused, by reason: table_full (--max-members), \
          address_conflict (a live member moved by someone else), incarnation_jump, \
-         ping_req_unknown (requester or target not a member)"
+         ping_req_unknown (requester or target not a member), ack_larger_than_ping (a \
+         stranger's ping too small to answer without amplification)"
     );
     describe_counter!(
         "meshd_socket_errors_total",

@@ -27,7 +27,8 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// How many random members each gossip tick sends to.
     pub gossip_nodes: usize,
-    /// How long DOWN members still receive gossip, so a falsely-downed node learns and refutes.
+    /// How long DOWN and LEAVING members still receive gossip, so a node wrongly held DOWN or
+    /// LEAVING learns of it and refutes.
     pub gossip_to_the_dead: Duration,
     /// Each update is sent at most retransmit_mult × ceil(log10(N + 1)) times.
     pub retransmit_mult: u32,

@@ -166,6 +166,9 @@ pub enum Refusal {
     /// is not a live member at the address given: served only for members, so nobody can use
     /// the cluster to send datagrams to a third party.
     PingReqUnknown,
+    /// A ping from an address that is no member's, too small for our ack (a real ping names
+    /// us, so it never is): answering would send a forged source more than it sent.
+    AckLargerThanPing,
 }
 
 /// Running counters kept by the core, for metrics.

@@ -81,15 +81,12 @@ impl Swim {
         corrections.truncate(MAX_CORRECTIONS);
         match datagram.body {
             None => {}
-            Some(Body::Ping { seq, .. }) => {
+            Some(Body::Ping { seq, .. }) if known => {
                 // Corrections ride on the ack rather than in a datagram of their own.
-                let piggyback = if known {
-                    Piggyback::first(std::mem::take(&mut corrections))
-                } else {
-                    Piggyback::Only(&[])
-                };
+                let piggyback = Piggyback::first(std::mem::take(&mut corrections));
                 self.send(from, Some(&sender), Some(Body::Ack { seq }), piggyback);
             }
+            Some(Body::Ping { seq, .. }) => self.ack_stranger(from, &sender, seq, data.len()),
             Some(Body::Ack { seq }) => self.on_ack(now, seq, &sender),
             Some(Body::Nack { seq }) => self.on_nack(now, seq, &sender),
             Some(Body::PingReq {
@@ -106,6 +103,26 @@ impl Swim {
             // may declare a live member DOWN after missing a refutation.
             self.send(from, Some(&sender), None, Piggyback::first(corrections));
         }
+    }
+
+    /// Answers a ping from an address that is no member's with a bare ack, and only if the ack
+    /// is no bigger than the ping: a forged source address then gets back no more than the
+    /// forger sent. A real ping names us as its target, so it is always bigger than our ack.
+    fn ack_stranger(&mut self, from: SocketAddr, sender: &str, seq: u32, ping_len: usize) {
+        let ack = wire::Envelope {
+            sender: self.local_name.clone(),
+            body: Some(codec::body_to_wire(Body::Ack { seq })),
+            updates: Vec::new(),
+        };
+        if 1 + prost::Message::encoded_len(&ack) > ping_len {
+            return self.count_refusal(Refusal::AckLargerThanPing);
+        }
+        self.send(
+            from,
+            Some(sender),
+            Some(Body::Ack { seq }),
+            Piggyback::Only(&[]),
+        );
     }
 
     /// True when `name` is another member we hold ALIVE or SUSPECTED at exactly `addr`.

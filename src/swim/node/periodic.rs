@@ -100,13 +100,15 @@ impl Swim {
             seq,
             target: name.to_string(),
         };
-        match accusation {
-            Some(fact) => {
-                self.broadcasts.remove(&name);
-                self.send(addr, Some(&name), Some(body), Piggyback::first(vec![fact]))
-            }
-            None => self.send(addr, Some(&name), Some(body), Piggyback::queue(Some(&name))),
+        // The fact about the target still queued goes first anyway (it is the buddy); only if
+        // none is queued any more does the accusation ride ahead of the queue. Either way the
+        // queued fact stays queued for everyone else: a suspicion must spread, not only reach
+        // the suspect.
+        let piggyback = match accusation {
+            Some(fact) if self.broadcasts.get(&name).is_none() => Piggyback::first(vec![fact]),
+            _ => Piggyback::queue(Some(&name)),
         };
+        self.send(addr, Some(&name), Some(body), piggyback);
         let timeout = self.awareness.scale(self.config.probe_timeout);
         self.timers.set(Timer::ProbeTimeout, now + timeout);
     }
@@ -195,7 +197,8 @@ impl Swim {
         }
     }
 
-    /// Sends pending updates to `gossip_nodes` random members (recently DOWN ones included).
+    /// Sends pending updates to `gossip_nodes` random members (recently DOWN or LEAVING ones
+    /// included).
     fn gossip(&mut self, now: Instant) {
         if self.broadcasts.len() > SATURATED_QUEUE {
             self.saturated = true;
@@ -207,9 +210,11 @@ impl Swim {
             return;
         }
         let to_the_dead = self.config.gossip_to_the_dead;
+        // LEAVING ones too: a member wrongly held LEAVING (a forged or replayed leave) is probed
+        // by nobody either, and must hear of it to refute.
         let targets = self.pick(self.config.gossip_nodes, |m| {
             is_reachable(m.state)
-                || (m.state == MemberState::Down
+                || (matches!(m.state, MemberState::Down | MemberState::Leaving)
                     && now.saturating_duration_since(m.since) < to_the_dead)
         });
         for (name, addr) in targets {

@@ -507,3 +507,24 @@ fn a_pushed_down_about_a_live_member_is_only_a_suspicion() {
         );
     }
 }
+
+#[test]
+fn a_stranger_ping_smaller_than_our_ack_gets_no_answer() {
+    let t0 = Instant::now();
+    let mut a = node("gateway-node-1", 1, t0);
+    a.start_alone(t0);
+    // "x" pinging "whoever you are" is smaller than an ack from "gateway-node-1": answering
+    // would amplify. Naming us as the target (as every real ping does) makes it big enough.
+    for (target, answered) in [("", false), ("gateway-node-1", true)] {
+        let ping = Body::Ping {
+            seq: 300,
+            target: target.into(),
+        };
+        let bytes = datagram("x", Some(ping), vec![]);
+        a.handle_datagram(t0, addr(77), &bytes);
+        let (ts, _) = drain(&mut a);
+        assert_eq!(!ts.is_empty(), answered, "target {target:?}");
+        assert!(ts.iter().all(|t| t.payload.len() <= bytes.len()));
+    }
+    assert_eq!(a.stats().refused.get(&Refusal::AckLargerThanPing), Some(&1));
+}

@@ -305,3 +305,66 @@ fn gossip_timer_sleeps_while_nothing_is_pending_and_wakes_for_a_new_fact() {
     });
     assert!(carried_e, "the woken tick gossips e");
 }
+
+#[test]
+fn probing_a_suspect_tells_it_and_keeps_the_suspicion_spreading() {
+    let t0 = Instant::now();
+    // Enough retransmissions that the suspicion is still queued when a comes to probe b.
+    let config = Config {
+        retransmit_mult: 50,
+        ..Config::default()
+    };
+    let identity = Identity {
+        name: "a".into(),
+        addr: addr(1),
+        meta: NodeMeta::default(),
+    };
+    let mut a = Swim::new(config, identity, 1, t0).expect("valid identity");
+    a.start_alone(t0);
+    let others = vec![
+        fact("b", 2, 1, MemberState::Alive),
+        fact("c", 3, 1, MemberState::Alive),
+        fact("d", 4, 1, MemberState::Alive),
+    ];
+    a.handle_datagram(t0, addr(2), &datagram("b", None, others));
+    drain(&mut a);
+    // c suspects b; a holds the suspicion queued for gossip.
+    let suspicion = fact("b", 2, 1, MemberState::Suspected);
+    a.handle_datagram(t0, addr(3), &datagram("c", None, vec![suspicion]));
+    drain(&mut a);
+    assert!(a.broadcasts.get("b").is_some());
+    // Run a's timers until it probes b; answer every other probe.
+    let mut ping_to_b = None;
+    for _ in 0..200 {
+        let Some(t) = a.poll_timeout() else { break };
+        a.handle_timeout(t);
+        let (ts, _) = drain(&mut a);
+        for transmit in ts {
+            let datagram_sent = decode_datagram(&transmit.payload).unwrap();
+            match datagram_sent.body {
+                Some(Body::Ping { target, .. }) if target == "b" => {
+                    ping_to_b = Some(datagram_sent.updates)
+                }
+                Some(Body::Ping { seq, target }) => {
+                    let ack = datagram(&target, Some(Body::Ack { seq }), vec![]);
+                    a.handle_datagram(t, transmit.dst, &ack);
+                }
+                _ => {}
+            }
+        }
+        if ping_to_b.is_some() {
+            break;
+        }
+    }
+    let carried = ping_to_b.expect("a probed b");
+    assert!(
+        carried
+            .iter()
+            .any(|u| u.name == "b" && u.state == MemberState::Suspected),
+        "the ping to the suspect carries the suspicion: {carried:?}"
+    );
+    assert!(
+        a.broadcasts.get("b").is_some(),
+        "the suspicion left the gossip queue when b was probed"
+    );
+}
