@@ -11,13 +11,18 @@ use meshd::swim::codec;
 use meshd_fuzz::fixture;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(decoded) = codec::decode_datagram(data) {
-        let again = codec::decode_datagram(&fixture::encode_datagram(&decoded));
-        assert_eq!(again.as_ref(), Ok(&decoded), "re-encoding changed the datagram");
+    let decoded = codec::decode_datagram(data);
+    if let Ok(decoded) = &decoded {
+        let again = codec::decode_datagram(&fixture::encode_datagram(decoded));
+        assert_eq!(again.as_ref(), Ok(decoded), "re-encoding changed the datagram");
     }
     let now = Instant::now();
     let mut node = fixture::converged(now);
     node.handle_datagram(now, fixture::peer_addr(0), data);
     fixture::drain(&mut node);
-    fixture::run_timers(&mut node, now);
+    // A dropped datagram leaves the node as built, so its timers would only repeat the same
+    // work for every such input (most of them): run them only for what the node accepted.
+    if decoded.is_ok() {
+        fixture::run_timers(&mut node, now);
+    }
 });

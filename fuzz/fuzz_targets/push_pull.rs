@@ -20,11 +20,13 @@ fuzz_target!(|data: &[u8]| {
     for mut node in [fixture::converged(now), fixture::joining(now)] {
         let merged = node.handle_push_pull(now, data).is_ok();
         fixture::drain(&mut node);
+        // A dropped message leaves the node as built: its timers would only repeat the same
+        // work for every such input, so they run only after a merge.
         if merged {
             if let Err(reason) = codec::decode_push_pull(&node.push_pull_payload()) {
                 panic!("after a merge the node's own table is dropped by peers ({reason:?})");
             }
+            fixture::run_timers(&mut node, now);
         }
-        fixture::run_timers(&mut node, now);
     }
 });
