@@ -45,9 +45,12 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
         (any::<[u8; 4]>(), any::<u16>())
             .prop_map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))),
         // Flow info and scope id are not part of the "ip:port" text the wire carries.
-        (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::V6(
-            SocketAddrV6::new(Ipv6Addr::from(ip), port, 0, 0)
-        )),
+        (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(ip),
+            port,
+            0,
+            0
+        ))),
     ]
 }
 
@@ -101,12 +104,10 @@ fn body() -> impl Strategy<Value = Option<Body>> {
 }
 
 fn datagram() -> impl Strategy<Value = Datagram> {
-    (name(), body(), vec(update(), 0..=MAX_UPDATES)).prop_map(|(sender, body, updates)| {
-        Datagram {
-            sender,
-            body,
-            updates,
-        }
+    (name(), body(), vec(update(), 0..=MAX_UPDATES)).prop_map(|(sender, body, updates)| Datagram {
+        sender,
+        body,
+        updates,
     })
 }
 
@@ -301,10 +302,30 @@ fn seed_push_pulls() -> Vec<(&'static str, Vec<u8>)> {
         sender: fixture::PEERS[1].into(),
         join: false,
         members: vec![
-            fact(fixture::LOCAL, fixture::local_addr(), 1, MemberState::Suspected),
-            fact(fixture::PEERS[0], fixture::peer_addr(0), 3, MemberState::Alive),
-            fact(fixture::PEERS[1], fixture::peer_addr(1), 2, MemberState::Leaving),
-            fact(fixture::PEERS[2], fixture::peer_addr(2), 1, MemberState::Down),
+            fact(
+                fixture::LOCAL,
+                fixture::local_addr(),
+                1,
+                MemberState::Suspected,
+            ),
+            fact(
+                fixture::PEERS[0],
+                fixture::peer_addr(0),
+                3,
+                MemberState::Alive,
+            ),
+            fact(
+                fixture::PEERS[1],
+                fixture::peer_addr(1),
+                2,
+                MemberState::Leaving,
+            ),
+            fact(
+                fixture::PEERS[2],
+                fixture::peer_addr(2),
+                1,
+                MemberState::Down,
+            ),
         ],
     });
     vec![
@@ -320,7 +341,10 @@ fn seed_http() -> Vec<(&'static str, Vec<u8>)> {
         ("health", "GET /ha/health\n"),
         ("health-joining", "GET /ha/health j\n"),
         ("health-leaving-head", "HEAD /ha/health l\n"),
-        ("shutdown", "POST /ha/shutdown\nContent-Type: application/json\n\n{}"),
+        (
+            "shutdown",
+            "POST /ha/shutdown\nContent-Type: application/json\n\n{}",
+        ),
         ("shutdown-remote", "POST /ha/shutdown r\n"),
         ("shutdown-driver-gone", "POST /ha/shutdown x\n"),
         ("metrics", "GET /metrics\nAccept: text/plain\n"),

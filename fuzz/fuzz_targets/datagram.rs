@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let decoded = codec::decode_datagram(data);
     if let Ok(decoded) = &decoded {
         let again = codec::decode_datagram(&fixture::encode_datagram(decoded));
-        assert_eq!(again.as_ref(), Ok(decoded), "re-encoding changed the datagram");
+        assert_eq!(
+            again.as_ref(),
+            Ok(decoded),
+            "re-encoding changed the datagram"
+        );
     }
     let now = Instant::now();
     let mut node = fixture::converged(now);

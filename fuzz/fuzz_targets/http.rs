@@ -75,7 +75,11 @@ fn snapshot(state: MemberState) -> Snapshot {
     let since = now.checked_sub(Duration::from_secs(2)).unwrap_or(now);
     let local = member(fixture::LOCAL, 0, state, since, true);
     let mut snap = Snapshot::of_local(local.clone(), now);
-    let peer_states = [MemberState::Alive, MemberState::Suspected, MemberState::Down];
+    let peer_states = [
+        MemberState::Alive,
+        MemberState::Suspected,
+        MemberState::Down,
+    ];
     let mut members = vec![local];
     for (i, (name, s)) in fixture::PEERS.iter().zip(peer_states).enumerate() {
         members.push(member(name, i, s, since, false));
@@ -156,7 +160,8 @@ fn parse(data: &[u8]) -> Option<(Request<Body>, Flags)> {
             continue;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         {
             request.headers_mut().append(name, value);
         }

@@ -14,7 +14,11 @@ use meshd_fuzz::fixture;
 fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = codec::decode_push_pull(data) {
         let again = codec::decode_push_pull(&fixture::encode_push_pull(&decoded));
-        assert_eq!(again.as_ref(), Ok(&decoded), "re-encoding changed the message");
+        assert_eq!(
+            again.as_ref(),
+            Ok(&decoded),
+            "re-encoding changed the message"
+        );
     }
     let now = Instant::now();
     for mut node in [fixture::converged(now), fixture::joining(now)] {

@@ -99,7 +99,10 @@ pub fn drain(node: &mut Swim) {
             t.dst
         );
         if let Err(reason) = codec::decode_datagram(&t.payload) {
-            panic!("node emitted a datagram to {} that peers drop ({reason:?})", t.dst);
+            panic!(
+                "node emitted a datagram to {} that peers drop ({reason:?})",
+                t.dst
+            );
         }
     }
     while node.poll_push_pull().is_some() {}
