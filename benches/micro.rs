@@ -112,15 +112,16 @@ fn push_pull_from_peer(n: usize) -> Vec<u8> {
         sender: name(1),
         join: false,
         members: (1..n).map(|i| alive(i, 3)).collect(),
+        keyring: None,
     })
 }
 
 /// Member 0, started alone, then merged with a table of `n` members (itself included); its
 /// broadcast queue is drained by answering pings, so it is in steady state.
 fn steady_node(n: usize, now: Instant) -> Swim {
-    let mut node = Swim::new(Config::default(), identity(0), SEED, now);
+    let mut node = Swim::new(Config::default(), identity(0), SEED, now).expect("valid identity");
     node.start_alone(now);
-    node.handle_push_pull(now, &push_pull_from_peer(n))
+    node.handle_push_pull(now, addr(1), &push_pull_from_peer(n))
         .expect("valid push-pull");
     assert_eq!(node.count_in_state(MemberState::Alive), n);
     let bare = ping(Vec::new());
@@ -232,7 +233,7 @@ fn push_pull(c: &mut Criterion) {
     g.bench_function(format!("merge_known/{N}"), |b| {
         b.iter(|| {
             known
-                .handle_push_pull(now, black_box(&incoming))
+                .handle_push_pull(now, addr(1), black_box(&incoming))
                 .expect("valid push-pull");
             while known.poll_event().is_some() {}
         })
@@ -243,10 +244,10 @@ fn push_pull(c: &mut Criterion) {
     let seed_table = node.push_pull_payload();
     g.bench_function(format!("merge_join/{N}"), |b| {
         b.iter_batched_ref(
-            || Swim::new(Config::default(), identity(N + 1), SEED, now),
+            || Swim::new(Config::default(), identity(N + 1), SEED, now).expect("valid identity"),
             |joiner| {
                 joiner
-                    .handle_push_pull(now, black_box(&seed_table))
+                    .handle_push_pull(now, addr(0), black_box(&seed_table))
                     .expect("valid push-pull")
             },
             BatchSize::LargeInput,

@@ -6,13 +6,14 @@
 //! once.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::grpc::MembershipService;
-use crate::api::{self, ApiState};
+use crate::api::{self, Access, ApiState};
 use crate::metrics::Metrics;
 use crate::runtime::{Command, Runtime, RuntimeConfig};
 
@@ -29,12 +30,27 @@ pub struct AgentConfig {
     pub runtime: RuntimeConfig,
     /// Address of the HTTP API.
     pub http: SocketAddr,
-    /// Accept `POST /ha/shutdown` from non-loopback callers.
-    pub allow_remote_shutdown: bool,
+    /// Who may make mutating API calls.
+    pub access: Access,
+    /// The API's TLS certificate chain and key (PEM files), if it serves TLS.
+    pub api_tls: Option<ApiTls>,
+}
+
+/// Where the API's TLS certificate and key are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Runs the agent until it has left the cluster. Errors are one readable line.
 pub async fn run(config: AgentConfig) -> Result<(), String> {
+    let tls = match &config.api_tls {
+        Some(paths) => Some(api::server::tls_acceptor(&paths.cert, &paths.key)?),
+        None => None,
+    };
     let listener = api::bind(config.http).await?;
     let http_addr = listener
         .local_addr()
@@ -55,22 +71,21 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     let commands = runtime.commands();
     let metrics = Arc::new(Metrics::new());
     tokio::spawn(metrics.clone().follow(runtime.feed()));
+    let server = Arc::new(api::ServerCounters::default());
     let state = ApiState {
         snapshots: runtime.snapshots(),
         commands: commands.clone(),
-        allow_remote_shutdown: config.allow_remote_shutdown,
+        access: config.access.clone(),
         metrics,
+        server,
     };
-    let grpc = MembershipService::new(
-        runtime.feed(),
-        commands.clone(),
-        config.allow_remote_shutdown,
-    );
+    let grpc = MembershipService::new(runtime.feed(), commands.clone(), config.access);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let mut http = tokio::spawn(api::serve_with_grpc(listener, state, grpc, async {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = tokio::spawn(api::serve_with_grpc(listener, state, grpc, tls, async {
         let _ = http_stopped.await;
     }));
-    tracing::info!(addr = %http_addr, "HTTP and gRPC API listening");
+    tracing::info!(addr = %http_addr, scheme, "HTTP and gRPC API listening");
     tokio::spawn(forward_signals(commands.clone()));
 
     let mut result = tokio::select! {

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,17 +21,18 @@ mod profile;
 
 pub use profile::Profile;
 
-use crate::agent::{self, AgentConfig};
+use crate::agent::{self, AgentConfig, ApiTls};
+use crate::api::Access;
 use crate::client;
-use crate::runtime::{entropy, RuntimeConfig, Seed};
+use crate::runtime::{entropy, RuntimeConfig, Seed, TrustConfig};
+use crate::seal::{self, Key, Keyring};
+use crate::swim::limits::{self, Field, LimitError};
 use crate::swim::{self, Identity, NodeMeta};
 
 /// Exit status for invalid flags or environment (as clap uses for usage errors).
 const EXIT_USAGE: u8 = 2;
 /// Exit status for failures while running (bind errors, crashed tasks).
 const EXIT_FAILURE: u8 = 1;
-/// Longest accepted member name, in bytes: names travel in every update.
-const MAX_NAME_LEN: usize = 128;
 
 /// meshd: SWIM gossip membership daemon.
 #[derive(Debug, Parser)]
@@ -52,6 +54,10 @@ pub enum Command {
     Leave(client::leave::LeaveArgs),
     /// Show a running agent's own state and a summary of its cluster.
     Info(client::info::InfoArgs),
+    /// Print a new random cluster key (base64), for --encrypt-key or `meshd keys install`.
+    Keygen,
+    /// Cluster keyring commands: list, install, use, remove (over a running agent's API).
+    Keys(client::keys::KeysArgs),
 }
 
 /// Log line format.
@@ -151,6 +157,11 @@ pub struct AgentArgs {
     #[arg(long, env = "MESHD_SEED_REFRESH_INTERVAL", default_value = "30s",
           value_parser = humantime::parse_duration)]
     pub seed_refresh_interval: Duration,
+    /// Most members this node lists (itself and DOWN or LEAVING ones included); facts about
+    /// more new members are refused and counted
+    #[arg(long, env = "MESHD_MAX_MEMBERS", default_value_t = 10_000,
+          value_parser = parse_max_members)]
+    pub max_members: usize,
     /// How long DOWN and LEAVING members stay listed
     #[arg(long, env = "MESHD_RETENTION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention: Duration,
@@ -160,9 +171,33 @@ pub struct AgentArgs {
     /// Log format
     #[arg(long, env = "MESHD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Accept POST /ha/shutdown from non-loopback callers
-    #[arg(long, env = "MESHD_ALLOW_REMOTE_SHUTDOWN")]
-    pub allow_remote_shutdown: bool,
+    /// File whose first line is the API token: callers that are not on loopback may then make
+    /// mutating calls (leave, tags, keys) with `Authorization: Bearer <token>`; without it
+    /// mutating calls are loopback-only
+    #[arg(long, env = "MESHD_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// PEM certificate chain for serving the HTTP/gRPC API over TLS (needs --api-tls-key)
+    #[arg(long, env = "MESHD_API_TLS_CERT", requires = "api_tls_key")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// PEM private key for --api-tls-cert
+    #[arg(long, env = "MESHD_API_TLS_KEY", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
+    /// Cluster key (base64, 32 bytes; `meshd keygen` makes one): every datagram is sealed with
+    /// it and push-pull peers must hold it. Without it (or --keyring-file) gossip is in the clear
+    #[arg(long, env = "MESHD_ENCRYPT_KEY", value_parser = parse_key, hide_env_values = true)]
+    pub encrypt_key: Option<Key>,
+    /// Keyring file (JSON list of base64 keys, the first primary), kept up to date by key
+    /// commands; created from --encrypt-key when missing, and wins over it when present
+    #[arg(long, env = "MESHD_KEYRING_FILE")]
+    pub keyring_file: Option<PathBuf>,
+    /// Label bound into every sealed datagram and the QUIC identities: clusters with different
+    /// labels never talk, even under one key
+    #[arg(long, env = "MESHD_CLUSTER_LABEL", default_value = "")]
+    pub cluster_label: String,
+}
+
+fn parse_key(s: &str) -> Result<Key, String> {
+    Key::from_base64(s).map_err(|e| e.to_string())
 }
 
 fn parse_seed(s: &str) -> Result<Seed, String> {
@@ -175,6 +210,15 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
             Ok((key.trim().to_string(), value.trim().to_string()))
         }
         _ => Err(format!("tag {s:?} must look like key=value")),
+    }
+}
+
+fn parse_max_members(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        // This node and at least one other.
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(_) => Err("must be at least 2 (this node and one other)".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -230,14 +274,7 @@ impl AgentArgs {
             Some(name) => name.trim().to_string(),
             None => default_name(),
         };
-        if name.is_empty() {
-            return Err("--mesh-server-name must not be empty".into());
-        }
-        if name.len() > MAX_NAME_LEN {
-            return Err(format!(
-                "--mesh-server-name is longer than {MAX_NAME_LEN} bytes"
-            ));
-        }
+        limits::check_name(&name).map_err(|e| format!("--mesh-server-name: {e}"))?;
         let advertise_ip = match self.mesh_advertise_host {
             Some(ip) if ip.is_unspecified() => {
                 return Err(format!(
@@ -260,14 +297,27 @@ impl AgentArgs {
                 return Err(format!("--tag {key} is given more than once"));
             }
         }
+        let meta = NodeMeta {
+            region: self.region,
+            zone: self.zone,
+            tags,
+        };
+        limits::check_meta(&meta).map_err(|e| format!("{}: {e}", meta_flag(&e)))?;
         let identity = Identity {
             name,
             addr: SocketAddr::new(advertise_ip, self.mesh_port),
-            meta: NodeMeta {
-                region: self.region,
-                zone: self.zone,
-                tags,
-            },
+            meta,
+        };
+        limits::check_cluster_label(&self.cluster_label)
+            .map_err(|e| format!("--cluster-label: {e}"))?;
+        let trust = trust_config(self.encrypt_key, self.keyring_file, self.cluster_label)?;
+        let access = match &self.api_token_file {
+            Some(path) => Access::from_file(path)?,
+            None => Access::loopback_only(),
+        };
+        let api_tls = match (self.api_tls_cert, self.api_tls_key) {
+            (Some(cert), Some(key)) => Some(ApiTls { cert, key }),
+            _ => None,
         };
         Ok(AgentConfig {
             runtime: RuntimeConfig {
@@ -278,10 +328,56 @@ impl AgentArgs {
                 leave_timeout: self.leave_timeout,
                 exchange_timeout: self.profile.exchange_timeout(),
                 seed_refresh_interval: self.seed_refresh_interval,
+                trust,
             },
             http: SocketAddr::new(self.host, self.port),
-            allow_remote_shutdown: self.allow_remote_shutdown,
+            access,
+            api_tls,
         })
+    }
+}
+
+/// The keyring to start with: the keyring file's when it exists, else `--encrypt-key`'s (the
+/// file is then created from it at start), else none.
+fn trust_config(
+    encrypt_key: Option<Key>,
+    keyring_file: Option<PathBuf>,
+    label: String,
+) -> Result<TrustConfig, String> {
+    let mut ignored_flag_key = None;
+    let keyring = match (&keyring_file, encrypt_key) {
+        (Some(path), key) if path.exists() => {
+            let keyring = seal::file::load(path)?;
+            ignored_flag_key = key.filter(|k| !keyring.contains(k)).map(|k| k.id());
+            Some(keyring)
+        }
+        (Some(path), None) => {
+            return Err(format!(
+                "--keyring-file {} does not exist; give --encrypt-key too, to create it",
+                path.display()
+            ))
+        }
+        (_, Some(key)) => Some(Keyring::new(vec![key]).map_err(|e| e.to_string())?),
+        (None, None) => None,
+    };
+    Ok(TrustConfig {
+        keyring,
+        keyring_file,
+        label,
+        ignored_flag_key,
+    })
+}
+
+/// The flag that set the metadata value a limit refused.
+fn meta_flag(err: &LimitError) -> &'static str {
+    let field = match err {
+        LimitError::TooLong { field, .. } | LimitError::BadChar { field, .. } => field,
+        LimitError::Empty(field) => field,
+    };
+    match field {
+        Field::Region => "--region",
+        Field::Zone => "--zone",
+        _ => "--tag",
     }
 }
 
@@ -324,6 +420,7 @@ impl AgentArgs {
                 .push_pull_interval
                 .unwrap_or(profile.push_pull_interval),
             retention: self.retention,
+            max_members: self.max_members,
             ..profile
         }
     }
@@ -351,6 +448,24 @@ pub fn run() -> ExitCode {
         Command::Members(args) => client::finish(client::members::run(&args)),
         Command::Leave(args) => client::finish(client::leave::run(&args)),
         Command::Info(args) => client::finish(client::info::run(&args)),
+        Command::Keygen => keygen(),
+        Command::Keys(args) => client::finish(client::keys::run(&args)),
+    }
+}
+
+/// Prints a new key from the operating system's random source.
+fn keygen() -> ExitCode {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; seal::KEY_BYTES];
+    match rand::rngs::OsRng.try_fill_bytes(&mut bytes) {
+        Ok(()) => {
+            println!("{}", Key::from_bytes(bytes).to_base64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: the operating system's random source failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 
@@ -427,7 +542,9 @@ mod tests {
         assert_eq!(rt.leave_timeout, Duration::from_secs(2));
         assert_eq!(rt.seed_refresh_interval, Duration::from_secs(30));
         assert_eq!(config.http, "127.0.0.1:39528".parse().expect("addr"));
-        assert!(!config.allow_remote_shutdown);
+        assert_eq!(rt.trust, TrustConfig::default(), "no key: in the clear");
+        assert!(config.api_tls.is_none());
+        assert_eq!(rt.swim.max_members, 10_000);
     }
 
     #[test]
@@ -489,7 +606,12 @@ mod tests {
             "2m",
             "--log-format",
             "json",
-            "--allow-remote-shutdown",
+            "--max-members",
+            "500",
+            "--cluster-label",
+            "prod-eu",
+            "--encrypt-key",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
         ])
         .expect("valid");
         let rt = &config.runtime;
@@ -520,7 +642,135 @@ mod tests {
         assert_eq!(rt.swim.retention, Duration::from_secs(3600));
         assert_eq!(rt.leave_timeout, Duration::from_millis(1500));
         assert_eq!(rt.seed_refresh_interval, Duration::from_secs(120));
-        assert!(config.allow_remote_shutdown);
+        assert_eq!(rt.swim.max_members, 500);
+        assert_eq!(rt.trust.label, "prod-eu");
+        let keyring = rt.trust.keyring.as_ref().expect("a keyring");
+        assert_eq!(keyring.keys(), [Key::from_bytes([1; seal::KEY_BYTES])]);
+    }
+
+    /// A scratch directory for one test, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("meshd-cli-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            Scratch(dir)
+        }
+
+        fn file(&self, name: &str, contents: &str) -> String {
+            let path = self.0.join(name);
+            std::fs::write(&path, contents).expect("scratch file");
+            path.display().to_string()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_keyring_comes_from_the_file_when_it_exists_else_from_the_key() {
+        let dir = Scratch::new("keyring");
+        let one = Key::from_bytes([1; seal::KEY_BYTES]);
+        let two = Key::from_bytes([2; seal::KEY_BYTES]);
+        let ring = seal::Keyring::new(vec![two.clone(), one.clone()]).expect("keyring");
+        let file = dir.file("keyring.json", &seal::file::format(&ring));
+        let missing = dir.0.join("new.json").display().to_string();
+        let with = |extra: &[&str]| config(&[&LOCAL[..], extra].concat());
+
+        let from_file = with(&["--keyring-file", &file, "--encrypt-key", &one.to_base64()])
+            .expect("file and a key it holds");
+        assert_eq!(from_file.runtime.trust.keyring, Some(ring.clone()));
+        assert_eq!(from_file.runtime.trust.ignored_flag_key, None);
+        let other = Key::from_bytes([3; seal::KEY_BYTES]);
+        let wins = with(&["--keyring-file", &file, "--encrypt-key", &other.to_base64()])
+            .expect("the file wins over a key it does not hold");
+        assert_eq!(wins.runtime.trust.keyring, Some(ring));
+        assert_eq!(wins.runtime.trust.ignored_flag_key, Some(other.id()));
+        let created = with(&[
+            "--keyring-file",
+            &missing,
+            "--encrypt-key",
+            &one.to_base64(),
+        ])
+        .expect("a missing file is created from the key");
+        assert_eq!(
+            created.runtime.trust.keyring.map(|k| k.keys().to_vec()),
+            Some(vec![one])
+        );
+        let err = with(&["--keyring-file", &missing]).expect_err("nothing to create it from");
+        assert!(
+            err.contains("does not exist") && err.contains("--encrypt-key"),
+            "{err}"
+        );
+        let broken = dir.file("broken.json", "not json");
+        let err = with(&["--keyring-file", &broken]).expect_err("unreadable file");
+        assert!(
+            err.contains("broken.json") && err.contains("not a JSON list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_api_token_and_tls_flags_are_checked() {
+        let dir = Scratch::new("token");
+        let good = dir.file("token", "0123456789abcdef0123\n");
+        let short = dir.file("short", "abc\n");
+        let with = |extra: &[&str]| config(&[&LOCAL[..], extra].concat());
+        let config = with(&["--api-token-file", &good]).expect("token");
+        let remote = "10.0.0.1:1".parse().ok();
+        assert!(config
+            .access
+            .check(remote, Some("Bearer 0123456789abcdef0123"))
+            .is_ok());
+        let err = with(&["--api-token-file", &short]).expect_err("short token");
+        assert!(err.contains("at least 16"), "{err}");
+        let err = parse(&["--api-tls-cert", "cert.pem"]).expect_err("cert without key");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let both = with(&["--api-tls-cert", "c.pem", "--api-tls-key", "k.pem"]).expect("both");
+        assert_eq!(
+            both.api_tls,
+            Some(ApiTls {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+    }
+
+    #[test]
+    fn metadata_beyond_the_limits_is_refused_at_start_naming_the_limit() {
+        let long_value = format!("url={}", "x".repeat(300));
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--tag", &long_value],
+                "--tag: value of tag url is 300 bytes; the limit is 256",
+            ),
+            (&["--region", "eu west"], "--region: region contains ' '"),
+            (
+                &["--zone", &"z".repeat(65)],
+                "--zone: zone is 65 bytes; the limit is 64",
+            ),
+            (
+                &["--mesh-server-name", "a\u{1b}b"],
+                "--mesh-server-name: member name contains",
+            ),
+            (
+                &["--cluster-label", "prod label"],
+                "--cluster-label: cluster label contains ' '",
+            ),
+        ];
+        for (args, needle) in cases {
+            let err = config(&[&LOCAL[..], args].concat()).expect_err(needle);
+            assert!(err.contains(needle), "{err}");
+        }
+        let err = parse(&["--encrypt-key", "short"]).expect_err("bad key");
+        assert!(
+            err.to_string().contains("base64") || err.to_string().contains("32 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

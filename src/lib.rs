@@ -3,7 +3,8 @@
 //! Layers, each depending only on those below it:
 //! `cli` (flags) → `agent` (wiring and shutdown) → `api` (HTTP and gRPC on one port),
 //! `metrics` (Prometheus series) and `runtime` (tokio, UDP, QUIC) → `swim` (the sans-IO
-//! protocol core) → `wire` (prost messages generated from `proto/mesh.proto`).
+//! protocol core) → `wire` (prost messages generated from `proto/mesh.proto`); `seal` (every
+//! datagram sealed with the cluster keyring) sits beside `swim`, used by `runtime` and `sim`.
 //! `client` is the other side of `api`: the `meshd members|info|leave` subcommands.
 //! `sim` drives many `swim` cores over a virtual clock for tests and benches.
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod metrics;
 pub mod runtime;
+pub mod seal;
 pub mod sim;
 pub mod swim;
 

@@ -27,7 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::runtime::{EventFeed, Snapshot};
 use crate::swim::probe::{RttHistogram, RTT_BUCKETS};
-use crate::swim::{DropReason, Event, MemberState};
+use crate::swim::{DropReason, Event, MemberState, Refusal};
 
 /// `Content-Type` of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -88,7 +88,16 @@ impl Metrics {
 
     /// Copies `snapshot` into the series and renders everything in the text format.
     pub fn render(&self, snapshot: &Snapshot) -> String {
-        self.with(|| record_snapshot(snapshot));
+        self.render_with(snapshot, || {})
+    }
+
+    /// Like [`Metrics::render`], after `record_more` has set further series (with the
+    /// `metrics` macros) under this node's recorder: the API's own counters.
+    pub fn render_with(&self, snapshot: &Snapshot, record_more: impl FnOnce()) -> String {
+        self.with(|| {
+            record_snapshot(snapshot);
+            record_more();
+        });
         let mut text = self.handle.render();
         render_rtt(&mut text, &snapshot.stats.probe_rtt);
         text
@@ -208,6 +217,14 @@ fn drop_label(reason: DropReason) -> &'static str {
     }
 }
 
+/// The `reason` label of `meshd_facts_refused_total`, for every refusal.
+const REFUSALS: [(Refusal, &str); 4] = [
+    (Refusal::TableFull, "table_full"),
+    (Refusal::AddressConflict, "address_conflict"),
+    (Refusal::IncarnationJump, "incarnation_jump"),
+    (Refusal::PingReqUnknown, "ping_req_unknown"),
+];
+
 const CORE_DROP_REASONS: [DropReason; 5] = [
     DropReason::Malformed,
     DropReason::UnknownVersion,
@@ -239,8 +256,12 @@ fn record_snapshot(s: &Snapshot) {
     counter!("router_mesh_bytes_total", "direction" => "sent").absolute(sent);
     counter!("router_mesh_bytes_total", "direction" => "received").absolute(received);
     for (direction, swim, quic) in [
-        ("sent", stats.bytes_sent, rt.quic_bytes_sent),
-        ("received", stats.bytes_received, rt.quic_bytes_received),
+        ("sent", rt.swim_udp_bytes_sent, rt.quic_bytes_sent),
+        (
+            "received",
+            rt.swim_udp_bytes_received,
+            rt.quic_bytes_received,
+        ),
     ] {
         counter!("meshd_udp_bytes_total", "direction" => direction, "kind" => "swim")
             .absolute(swim);
@@ -265,10 +286,18 @@ fn record_snapshot(s: &Snapshot) {
         let n = stats.dropped.get(&reason).copied().unwrap_or(0);
         counter!("meshd_dropped_packets_total", "reason" => drop_label(reason)).absolute(n);
     }
+    for (refusal, label) in REFUSALS {
+        let n = stats.refused.get(&refusal).copied().unwrap_or(0);
+        counter!("meshd_facts_refused_total", "reason" => label).absolute(n);
+    }
     counter!("meshd_dropped_packets_total", "reason" => "queue_full")
         .absolute(rt.datagrams_dropped_full);
     counter!("meshd_dropped_packets_total", "reason" => "quic_oversize")
         .absolute(rt.quic_dropped_oversize);
+    counter!("meshd_datagrams_rejected_total", "reason" => "decrypt").absolute(rt.rejected_decrypt);
+    counter!("meshd_datagrams_rejected_total", "reason" => "unsealed")
+        .absolute(rt.rejected_unsealed);
+    gauge!("meshd_keyring_version").set(rt.keyring_version as f64);
     counter!("meshd_socket_errors_total", "op" => "recv").absolute(rt.recv_errors);
     counter!("meshd_socket_errors_total", "op" => "send").absolute(rt.send_errors);
     counter!("meshd_join_rounds_failed_total").absolute(rt.join_rounds_failed);
@@ -335,6 +364,41 @@ fn describe() {
     describe_counter!(
         "meshd_dropped_packets_total",
         "Received datagrams and push-pull messages dropped, by reason"
+    );
+    describe_counter!(
+        "meshd_http_connections_refused_total",
+        "API connections closed at once, by reason: total_cap (1,024 open) or per_ip_cap (64 \
+         open from the same address)"
+    );
+    describe_counter!(
+        "meshd_http_connections_timed_out_total",
+        "API connections closed for sending nothing or headers too slowly (10 s), or idling \
+         (60 s)"
+    );
+    describe_counter!(
+        "meshd_http_tls_handshakes_failed_total",
+        "API TLS handshakes that failed"
+    );
+    describe_counter!(
+        "meshd_http_requests_refused_total",
+        "Mutating API calls refused, by reason: access (not loopback and no valid token), \
+         not_json (a POST without Content-Type: application/json), body_too_large (over 64 KiB)"
+    );
+    describe_counter!(
+        "meshd_datagrams_rejected_total",
+        "Datagrams dropped before decoding because they do not open: decrypt (no installed key \
+         opens it: another key or cluster label, or forged) or unsealed (plain, while this node \
+         requires sealing)"
+    );
+    describe_gauge!(
+        "meshd_keyring_version",
+        "Version of this node's keyring: raised by one by every key command"
+    );
+    describe_counter!(
+        "meshd_facts_refused_total",
+        "Facts and ping-reqs in valid datagrams refused, by reason: table_full (--max-members), \
+         address_conflict (a live member moved by someone else), incarnation_jump, \
+         ping_req_unknown (requester or target not a member)"
     );
     describe_counter!(
         "meshd_socket_errors_total",

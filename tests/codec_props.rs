@@ -11,14 +11,16 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use meshd::swim::codec::{self, Body, Datagram, PushPull, WIRE_VERSION};
+use meshd::swim::codec::{self, Body, Datagram, PushPull, MAX_DATAGRAM_BYTES, WIRE_VERSION};
+use meshd::swim::limits::{MAX_INCARNATION, MAX_TAG_TOTAL_BYTES};
 use meshd::swim::state::Update;
 use meshd::swim::{Identity, MemberState, NodeMeta, Swim};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
-/// Most updates per generated datagram (the codec accepts 512; an MTU holds about 11).
-const MAX_UPDATES: usize = 24;
+/// Most updates per generated datagram (an MTU holds about 11 typical ones; the whole datagram
+/// must also stay within the codec's `MAX_DATAGRAM_BYTES`, which the strategy filters for).
+const MAX_UPDATES: usize = 8;
 /// Most members per generated push-pull message.
 const MAX_MEMBERS: usize = 48;
 
@@ -35,7 +37,12 @@ fn meta() -> impl Strategy<Value = NodeMeta> {
     (
         label(),
         label(),
-        btree_map("[a-z0-9-]{1,32}", "[ -~]{0,64}", 0..=8),
+        btree_map("[a-z0-9-]{1,32}", "[ -~]{0,64}", 0..=8).prop_filter(
+            "tags within the total limit",
+            |tags| {
+                tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() <= MAX_TAG_TOTAL_BYTES
+            },
+        ),
     )
         .prop_map(|(region, zone, tags)| NodeMeta { region, zone, tags })
 }
@@ -55,7 +62,7 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
 }
 
 fn incarnation() -> impl Strategy<Value = u64> {
-    0..(1u64 << 62)
+    0..=MAX_INCARNATION
 }
 
 /// A fact in each gossiped state: metadata only on ALIVE, an accuser only on SUSPECTED.
@@ -104,11 +111,15 @@ fn body() -> impl Strategy<Value = Option<Body>> {
 }
 
 fn datagram() -> impl Strategy<Value = Datagram> {
-    (name(), body(), vec(update(), 0..=MAX_UPDATES)).prop_map(|(sender, body, updates)| Datagram {
-        sender,
-        body,
-        updates,
-    })
+    (name(), body(), vec(update(), 0..=MAX_UPDATES))
+        .prop_map(|(sender, body, updates)| Datagram {
+            sender,
+            body,
+            updates,
+        })
+        .prop_filter("fits the datagram size limit", |d| {
+            fixture::encode_datagram(d).len() <= MAX_DATAGRAM_BYTES
+        })
 }
 
 fn push_pull() -> impl Strategy<Value = PushPull> {
@@ -284,7 +295,8 @@ fn seed_push_pulls() -> Vec<(&'static str, Vec<u8>)> {
         },
         1,
         t0,
-    );
+    )
+    .expect("valid identity");
     let joining_peer = Swim::new(
         fixture::config(),
         Identity {
@@ -294,9 +306,10 @@ fn seed_push_pulls() -> Vec<(&'static str, Vec<u8>)> {
         },
         2,
         t0,
-    );
+    )
+    .expect("valid identity");
     let seed_table = fixture::converged(t0).push_pull_payload();
-    peer.handle_push_pull(t0, &seed_table)
+    peer.handle_push_pull(t0, fixture::local_addr(), &seed_table)
         .expect("a node's own table is accepted");
     let every_state = fixture::encode_push_pull(&PushPull {
         sender: fixture::PEERS[1].into(),
@@ -345,8 +358,25 @@ fn seed_http() -> Vec<(&'static str, Vec<u8>)> {
             "shutdown",
             "POST /ha/shutdown\nContent-Type: application/json\n\n{}",
         ),
-        ("shutdown-remote", "POST /ha/shutdown r\n"),
-        ("shutdown-driver-gone", "POST /ha/shutdown x\n"),
+        ("shutdown-no-json", "POST /ha/shutdown\n"),
+        (
+            "shutdown-remote",
+            "POST /ha/shutdown r\nContent-Type: application/json\n",
+        ),
+        (
+            "shutdown-driver-gone",
+            "POST /ha/shutdown x\nContent-Type: application/json\n",
+        ),
+        ("keys", "GET /ha/keys\nContent-Type: application/json\n"),
+        (
+            "keys-install",
+            "POST /ha/keys/install\nContent-Type: application/json\n\n\
+             {\"key\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}",
+        ),
+        (
+            "keys-use-id",
+            "POST /ha/keys/use\nContent-Type: application/json\n\n{\"key\": \"0123456789abcdef\"}",
+        ),
         ("metrics", "GET /metrics\nAccept: text/plain\n"),
         ("openapi", "GET /ha/openapi.json\n"),
         ("wrong-method", "DELETE /ha/status\n"),

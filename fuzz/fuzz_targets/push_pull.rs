@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let now = Instant::now();
     for mut node in [fixture::converged(now), fixture::joining(now)] {
-        let merged = node.handle_push_pull(now, data).is_ok();
+        let merged = node
+            .handle_push_pull(now, fixture::peer_addr(0), data)
+            .is_ok();
         fixture::drain(&mut node);
         // A dropped message leaves the node as built: its timers would only repeat the same
         // work for every such input, so they run only after a merge.

@@ -68,7 +68,7 @@ fn identity() -> Identity {
 
 /// A node that is ALIVE in a converged cluster with [`PEERS`].
 pub fn converged(now: Instant) -> Swim {
-    let mut node = Swim::new(config(), identity(), RNG_SEED, now);
+    let mut node = joining(now);
     let known: Vec<KnownMember> = PEERS
         .iter()
         .enumerate()
@@ -85,7 +85,7 @@ pub fn converged(now: Instant) -> Swim {
 
 /// A node still INIT (joining), knowing only itself.
 pub fn joining(now: Instant) -> Swim {
-    Swim::new(config(), identity(), RNG_SEED, now)
+    Swim::new(config(), identity(), RNG_SEED, now).expect("the fixture's identity is valid")
 }
 
 /// Drains every output, as the driver does after each input. Every datagram the node emits
@@ -99,8 +99,9 @@ pub fn drain(node: &mut Swim) {
             t.dst
         );
         if let Err(reason) = codec::decode_datagram(&t.payload) {
+            let envelope = <wire::Envelope as prost::Message>::decode(&t.payload[1..]);
             panic!(
-                "node emitted a datagram to {} that peers drop ({reason:?})",
+                "node emitted a datagram to {} that peers drop ({reason:?}): {envelope:?}",
                 t.dst
             );
         }
@@ -130,7 +131,8 @@ pub fn encode_datagram(d: &Datagram) -> Vec<u8> {
     })
 }
 
-/// Encodes a decoded push-pull message again.
+/// Encodes a decoded push-pull message again (the keyring field is not part of what the codec
+/// decodes, so it is left out).
 pub fn encode_push_pull(p: &PushPull) -> Vec<u8> {
     codec::encode_push_pull(&wire::PushPull {
         sender: p.sender.clone(),
@@ -140,5 +142,6 @@ pub fn encode_push_pull(p: &PushPull) -> Vec<u8> {
             .iter()
             .map(|u| codec::update_to_wire(u, true))
             .collect(),
+        ..Default::default()
     })
 }

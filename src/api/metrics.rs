@@ -10,6 +10,8 @@ use crate::metrics::CONTENT_TYPE;
 /// Renders this node's metrics.
 pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
     let snapshot = state.snapshots.borrow().clone();
-    let body = state.metrics.render(&snapshot);
+    let body = state
+        .metrics
+        .render_with(&snapshot, || state.server.record());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
 }

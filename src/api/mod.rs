@@ -1,13 +1,17 @@
-//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`, `/metrics`, and its own
-//! OpenAPI description at `/ha/openapi.json`.
+//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`, `/ha/keys`, `/metrics`,
+//! its own OpenAPI description at `/ha/openapi.json`, and the gRPC client API on the same port.
 //!
 //! Handlers read the latest [`Snapshot`] from a `watch` channel and send [`Command`]s to the
-//! driver; they never touch the core. Every error is JSON `{"error": "..."}`.
+//! driver; they never touch the core. Every error is JSON `{"error": "..."}`. Mutating routes
+//! sit behind [`auth::mutating`]; every connection is bounded by [`server`].
 
+pub mod auth;
 mod error;
 pub mod grpc;
 mod health;
+mod keys;
 mod metrics;
+pub mod server;
 mod shutdown;
 mod status;
 #[cfg(test)]
@@ -17,38 +21,58 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::runtime::{Command, Snapshot};
 
+pub use auth::Access;
 pub use error::ApiError;
+pub use server::ServerCounters;
+
+/// Largest request body accepted (the key commands' JSON is under 100 bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler can reach: snapshots to read, a command channel, and policy.
 #[derive(Clone, Debug)]
 pub struct ApiState {
     /// Latest published snapshot of the node.
     pub snapshots: watch::Receiver<Snapshot>,
-    /// Commands to the driver (leave).
+    /// Commands to the driver (leave, keys).
     pub commands: mpsc::Sender<Command>,
-    /// Accept `POST /ha/shutdown` from non-loopback callers.
-    pub allow_remote_shutdown: bool,
+    /// Who may make mutating calls.
+    pub access: Access,
     /// Prometheus series rendered at `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The listener's own counters (refused connections, timeouts, denied calls).
+    pub server: Arc<ServerCounters>,
 }
 
 /// Builds the router over `state`.
 pub fn router(state: ApiState) -> Router {
+    let mutating = Router::new()
+        .route("/ha/shutdown", post(shutdown::post))
+        .route("/ha/keys", get(keys::list))
+        .route("/ha/keys/install", post(keys::install))
+        .route("/ha/keys/use", post(keys::use_key))
+        .route("/ha/keys/remove", post(keys::remove))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::mutating,
+        ));
     Router::new()
         .route("/ha/health", get(health::get))
         .route("/ha/status", get(status::get))
-        .route("/ha/shutdown", post(shutdown::post))
         .route("/metrics", get(metrics::get))
         .route("/ha/openapi.json", get(openapi))
+        .merge(mutating)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -75,23 +99,21 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let counters = state.server.clone();
+    server::serve(listener, router(state), None, counters, shutdown).await
 }
 
-/// Like [`serve`], with the gRPC client API ([`grpc::MembershipService`]) on the same port:
-/// HTTP/1.1 and HTTP/2 requests to `/ha/*` reach the HTTP handlers, gRPC calls the service.
+/// Like [`serve`], with the gRPC client API ([`grpc::MembershipService`]) on the same port
+/// (HTTP/1.1 and HTTP/2 requests to `/ha/*` reach the HTTP handlers, gRPC calls the service),
+/// over TLS when `tls` is given.
 pub async fn serve_with_grpc(
     listener: TcpListener,
     state: ApiState,
     grpc: grpc::MembershipService,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app =
-        grpc::add_routes(router(state), grpc).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let counters = state.server.clone();
+    let app = grpc::add_routes(router(state), grpc);
+    server::serve(listener, app, tls, counters, shutdown).await
 }

@@ -67,8 +67,9 @@ async fn start(snap: Snapshot) -> Server {
     let state = ApiState {
         snapshots,
         commands: commands_tx,
-        allow_remote_shutdown: false,
+        access: crate::api::Access::loopback_only(),
         metrics: Default::default(),
+        server: Default::default(),
     };
     tokio::spawn(serve(listener, state, std::future::pending()));
     Server {
@@ -88,7 +89,11 @@ async fn call(method: &'static str, url: String) -> (u16, Value) {
             .into();
         let response = match method {
             "GET" => agent.get(&url).call(),
-            "POST" => agent.post(&url).send_empty(),
+            "POST" => agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send("{}"),
+            "POST-PLAIN" => agent.post(&url).send("x"),
             "DELETE" => agent.delete(&url).call(),
             other => panic!("unsupported method {other}"),
         };
@@ -173,6 +178,159 @@ async fn shutdown_from_loopback_sends_leave() {
     assert_eq!(body["status"], "shutdown initiated");
     let command = tokio::time::timeout(Duration::from_secs(5), server.commands.recv()).await;
     assert!(matches!(command, Ok(Some(Command::Leave))), "{command:?}");
+}
+
+#[tokio::test]
+async fn a_post_that_does_not_declare_json_is_refused_and_does_nothing() {
+    let mut server = start(snapshot(MemberState::Alive)).await;
+    let (code, body) = call("POST-PLAIN", format!("{}/ha/shutdown", server.base)).await;
+    assert_eq!(code, 415);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("application/json")),
+        "{body}"
+    );
+    assert!(
+        server.commands.try_recv().is_err(),
+        "no leave for a refused call"
+    );
+}
+
+/// The router called directly, as if from `peer`, with optional extra headers.
+async fn call_as(
+    state: ApiState,
+    peer: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request");
+    let peer: SocketAddr = peer.parse().expect("peer");
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = super::router(state).oneshot(request).await.expect("answer");
+    let code = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn state_with(
+    access: crate::api::Access,
+) -> (ApiState, mpsc::Receiver<Command>, watch::Sender<Snapshot>) {
+    let (snapshot_tx, snapshots) = watch::channel(snapshot(MemberState::Alive));
+    let (commands, rx) = mpsc::channel(4);
+    let state = ApiState {
+        snapshots,
+        commands,
+        access,
+        metrics: Default::default(),
+        server: Default::default(),
+    };
+    (state, rx, snapshot_tx)
+}
+
+#[tokio::test]
+async fn remote_callers_need_the_token_for_every_mutating_route() {
+    let token = "0123456789abcdef-http";
+    let bearer = format!("Bearer {token}");
+    let json = ("Content-Type", "application/json");
+    let key = r#"{"key": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}"#;
+    let routes = [
+        ("POST", "/ha/shutdown", "{}"),
+        ("GET", "/ha/keys", ""),
+        ("POST", "/ha/keys/install", key),
+        ("POST", "/ha/keys/use", key),
+        ("POST", "/ha/keys/remove", key),
+    ];
+    for (method, path, body) in routes {
+        let (state, mut rx, _keep) = state_with(crate::api::Access::loopback_only());
+        let (code, answer) = call_as(state, "10.1.2.3:5000", method, path, &[json], body).await;
+        assert_eq!(code, 403, "{method} {path}: {answer}");
+        assert!(rx.try_recv().is_err(), "{method} {path}: nothing sent");
+        let access = crate::api::Access::with_token(token).expect("token");
+        let (state, mut rx, _keep) = state_with(access.clone());
+        let (code, _) = call_as(state, "10.1.2.3:5000", method, path, &[json], body).await;
+        assert_eq!(code, 401, "{method} {path} without the token");
+        assert!(rx.try_recv().is_err(), "{method} {path}: nothing sent");
+        // With the token the call reaches the driver (no driver here: the channel shows it).
+        let (state, mut rx, _keep) = state_with(access);
+        let headers = [json, ("Authorization", bearer.as_str())];
+        let call = call_as(state, "10.1.2.3:5000", method, path, &headers, body);
+        let (_, _) = tokio::time::timeout(Duration::from_millis(200), call)
+            .await
+            .unwrap_or((0, Value::Null));
+        assert!(
+            rx.try_recv().is_ok(),
+            "{method} {path}: sent with the token"
+        );
+    }
+    // Read-only routes stay open to anyone.
+    let (state, _rx, _keep) = state_with(crate::api::Access::loopback_only());
+    let (code, _) = call_as(state, "10.1.2.3:5000", "GET", "/ha/status", &[], "").await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn key_commands_check_their_body_and_report_the_driver_answer() {
+    let (state, mut rx, _keep) = state_with(crate::api::Access::loopback_only());
+    let json = ("Content-Type", "application/json");
+    let local = "127.0.0.1:5000";
+    let cases = [
+        (r#"{"key": "not a key"}"#, 400),
+        (r#"{"nope": 1}"#, 422),
+        ("{", 400),
+    ];
+    for (body, want) in cases {
+        let (code, answer) = call_as(
+            state.clone(),
+            local,
+            "POST",
+            "/ha/keys/install",
+            &[json],
+            body,
+        )
+        .await;
+        assert_eq!(code, want, "{body}: {answer}");
+        assert!(answer["error"].is_string(), "{body}: JSON error");
+    }
+    let huge = format!(r#"{{"key": "{}"}}"#, "A".repeat(super::MAX_BODY_BYTES));
+    let (code, _) = call_as(
+        state.clone(),
+        local,
+        "POST",
+        "/ha/keys/install",
+        &[json],
+        &huge,
+    )
+    .await;
+    assert_eq!(code, 413);
+    assert!(rx.try_recv().is_err(), "no command for a refused body");
+    let driver = tokio::spawn(async move {
+        match rx.recv().await {
+            Some(Command::Keys { change, reply }) => {
+                assert!(change.is_some());
+                let _ = reply.send(Err("key 0102030405060708 is not installed".into()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    });
+    let body = r#"{"key": "0102030405060708"}"#;
+    let (code, answer) = call_as(state, local, "POST", "/ha/keys/remove", &[json], body).await;
+    assert_eq!(code, 409, "{answer}");
+    assert_eq!(answer["error"], "key 0102030405060708 is not installed");
+    driver.await.expect("fake driver");
 }
 
 #[tokio::test]

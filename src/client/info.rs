@@ -5,7 +5,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{api_error, decode, Api, ClientError, Target};
+use super::{api_error, decode, ClientError, Target};
 
 /// Flags of `meshd info`.
 #[derive(Debug, Args)]
@@ -167,7 +167,7 @@ pub fn render(info: &Info) -> String {
 
 /// Runs `meshd info`.
 pub fn run(args: &InfoArgs) -> Result<(), ClientError> {
-    let api = Api::new(&args.target.http_addr);
+    let api = args.target.api()?;
     // 503 (joining, leaving) still carries the health document: show it, it is the point.
     let answer = api.get("/ha/health")?;
     if !matches!(answer.code, 200..=299 | 503) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Deserialize;
 
-use super::{api_error, Api, ClientError, Target};
+use super::{api_error, ClientError, Target};
 
 /// How often `--wait` checks whether the agent still answers.
 const WAIT_POLL: Duration = Duration::from_millis(100);
@@ -33,13 +33,13 @@ struct Name {
 
 /// Runs `meshd leave`.
 pub fn run(args: &LeaveArgs) -> Result<(), ClientError> {
-    let api = Api::new(&args.target.http_addr);
+    let api = args.target.api()?;
     // Health answers 503 while joining or leaving, with the name all the same.
     let health = api.get("/ha/health")?;
     let node = super::decode::<Name>("/ha/health", health.body)
         .map(|n| n.node_name)
         .unwrap_or_else(|_| api.addr().to_string());
-    let answer = api.post("/ha/shutdown")?;
+    let answer = api.post("/ha/shutdown", &serde_json::json!({}))?;
     if !(200..300).contains(&answer.code) {
         return Err(api_error(answer));
     }

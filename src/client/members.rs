@@ -172,7 +172,7 @@ pub fn render(api: &Api, args: &MembersArgs) -> Result<String, ClientError> {
 
 /// Runs `meshd members`.
 pub fn run(args: &MembersArgs) -> Result<(), ClientError> {
-    let api = Api::new(&args.target.http_addr);
+    let api = args.target.api()?;
     print!("{}", render(&api, args)?);
     Ok(())
 }

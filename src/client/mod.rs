@@ -6,6 +6,7 @@
 //! one `error: …` line on stderr and exit status 1, never a panic.
 
 pub mod info;
+pub mod keys;
 pub mod leave;
 pub mod members;
 
@@ -27,13 +28,41 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Exit status of a client command that failed (no agent, error answer, bad JSON).
 const EXIT_FAILURE: u8 = 1;
 
-/// Where the agent's HTTP API is: shared by every client subcommand.
+/// Where the agent's HTTP API is, and how to be let in: shared by every client subcommand.
 #[derive(Clone, Debug, Args)]
 pub struct Target {
     /// Address of the agent's HTTP API, host:port (the agent's --host and --port)
     #[arg(long, env = "MESHD_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR,
           value_parser = parse_http_addr)]
     pub http_addr: String,
+    /// File holding the agent's API token (its --api-token-file), for commands that change
+    /// the node from another host; the token may also come from MESHD_API_TOKEN
+    #[arg(long, env = "MESHD_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+}
+
+impl Target {
+    /// The client for this target, with the token from `--api-token-file` or
+    /// `MESHD_API_TOKEN` if one is given.
+    pub fn api(&self) -> Result<Api, ClientError> {
+        let token = match &self.api_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ClientError::Other(format!(
+                        "cannot read --api-token-file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+            None => std::env::var("MESHD_API_TOKEN")
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        let mut api = Api::new(&self.http_addr);
+        api.token = token.filter(|t| !t.is_empty());
+        Ok(api)
+    }
 }
 
 /// Accepts `host:port`, `[v6]:port`, optionally written as `http://host:port/`; returns
@@ -107,6 +136,8 @@ impl fmt::Display for ClientError {
 pub struct Api {
     addr: String,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer` when set.
+    token: Option<String>,
 }
 
 /// One answer: status code and parsed JSON body.
@@ -130,6 +161,7 @@ impl Api {
         Api {
             addr: addr.to_string(),
             agent,
+            token: None,
         }
     }
 
@@ -141,15 +173,25 @@ impl Api {
     /// GETs `path`; any status code is returned with its JSON body.
     pub fn get(&self, path: &str) -> Result<Answer, ClientError> {
         let url = self.url(path);
-        let response = self.agent.get(&url).call();
-        self.answer(path, response)
+        let mut request = self.agent.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.answer(path, request.call())
     }
 
-    /// POSTs an empty body to `path`; any status code is returned with its JSON body.
-    pub fn post(&self, path: &str) -> Result<Answer, ClientError> {
+    /// POSTs `body` as JSON to `path` (mutating calls need the JSON content type, and the
+    /// token from another host); any status code is returned with its JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Answer, ClientError> {
         let url = self.url(path);
-        let response = self.agent.post(&url).send_empty();
-        self.answer(path, response)
+        let mut request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.answer(path, request.send(body.to_string()))
     }
 
     /// GETs `path`, requires a 2xx answer and decodes it as `T`.

@@ -43,6 +43,7 @@ fn snapshot(t0: Instant) -> Snapshot {
     s.stats.refutations = 2;
     s.stats.dropped.insert(DropReason::Malformed, 5);
     s.stats.dropped.insert(DropReason::UnknownVersion, 6);
+    s.stats.refused.insert(Refusal::TableFull, 8);
     s.stats.probe_rtt.record(Duration::from_micros(1_500));
     s.counters.stream_sent(300);
     s.counters.stream_received(200);
@@ -52,6 +53,11 @@ fn snapshot(t0: Instant) -> Snapshot {
     s.counters.datagrams_dropped_full = 4;
     s.counters.quic_bytes_sent = 4_100;
     s.counters.quic_bytes_received = 3_900;
+    // Sealed: each datagram 29 bytes larger on the wire than the core built it.
+    s.counters.swim_udp_bytes_sent = 10_000 + 29 * 100;
+    s.counters.swim_udp_bytes_received = 9_000 + 29 * 90;
+    s.counters.rejected_decrypt = 11;
+    s.counters.keyring_version = 2;
     s
 }
 
@@ -83,7 +89,7 @@ fn snapshot_values_are_rendered() {
         (
             "meshd_udp_bytes_total",
             r#"direction="sent",kind="swim""#,
-            10_000.0,
+            12_900.0,
         ),
         (
             "meshd_udp_bytes_total",
@@ -93,8 +99,19 @@ fn snapshot_values_are_rendered() {
         (
             "meshd_udp_bytes_total",
             r#"direction="received",kind="swim""#,
-            9_000.0,
+            11_610.0,
         ),
+        (
+            "meshd_datagrams_rejected_total",
+            r#"reason="decrypt""#,
+            11.0,
+        ),
+        (
+            "meshd_datagrams_rejected_total",
+            r#"reason="unsealed""#,
+            0.0,
+        ),
+        ("meshd_keyring_version", "", 2.0),
         (
             "meshd_udp_bytes_total",
             r#"direction="received",kind="quic""#,
@@ -117,6 +134,12 @@ fn snapshot_values_are_rendered() {
         ),
         ("meshd_dropped_packets_total", r#"reason="oversized""#, 0.0),
         ("meshd_dropped_packets_total", r#"reason="queue_full""#, 4.0),
+        ("meshd_facts_refused_total", r#"reason="table_full""#, 8.0),
+        (
+            "meshd_facts_refused_total",
+            r#"reason="address_conflict""#,
+            0.0,
+        ),
         ("meshd_probe_rtt_seconds_bucket", r#"le="0.001""#, 0.0),
         ("meshd_probe_rtt_seconds_bucket", r#"le="0.002""#, 1.0),
         ("meshd_probe_rtt_seconds_bucket", r#"le="+Inf""#, 1.0),

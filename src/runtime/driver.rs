@@ -16,15 +16,23 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::events::{log_event, SequencedEvent};
 use super::join::{self, JoinState, RoundFailure};
+use super::keys::{self, KeyOp, KeyReport, LocalKeys};
 use super::quic::{self, ExchangeError};
 use super::rejoin::{self, SeedRefresh};
 use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
+use super::trust::{KeyChange, Offer, Trust};
+use crate::seal::OpenError;
+use crate::swim::limits::LimitError;
 use crate::swim::{MemberState, MemberView, NodeMeta, Swim};
+use crate::wire;
 
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// At most one warning per this long about datagrams that do not open (each is counted).
+const REJECT_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Snapshots are republished at least this often while inputs arrive, so counters stay fresh
 /// without a publish (and a wake-up of every snapshot watcher) per datagram. Membership changes
@@ -46,10 +54,28 @@ pub enum Command {
         /// Where to send our answer.
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
+    /// A keyring command from an operator: list the keys every member holds, or change the
+    /// keyring here and then at every live member. `reply` gets the report, or why the command
+    /// was refused.
+    Keys {
+        /// What to do; `None` lists.
+        change: Option<KeyChange>,
+        /// Where to send the report.
+        reply: oneshot::Sender<Result<KeyReport, String>>,
+    },
+    /// A peer's keyring command received by the QUIC server; `reply` gets our encoded answer.
+    KeyRequest {
+        /// The peer's address.
+        from: SocketAddr,
+        /// The encoded `KeyCommand`.
+        payload: Vec<u8>,
+        /// Where to send the encoded `KeyCommandReply`.
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
     /// Replace this node's tags, keeping region and zone (bumps the incarnation). `reply` gets
     /// the new incarnation, or an error while the node is leaving.
     SetTags {
-        /// The new tags, already validated against the wire limits.
+        /// The new tags; the core checks them against the limits.
         tags: BTreeMap<String, String>,
         /// Where to send the outcome.
         reply: oneshot::Sender<Result<u64, SetTagsRefused>>,
@@ -57,10 +83,12 @@ pub enum Command {
 }
 
 /// Why the driver refused [`Command::SetTags`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetTagsRefused {
     /// The node is leaving; its LEAVING entry is final.
     Leaving,
+    /// The tags break a limit (the message names it).
+    Invalid(LimitError),
 }
 
 /// Outcome of a task the driver spawned.
@@ -116,6 +144,7 @@ pub struct DriverIo {
 /// The task state; see the module docs.
 pub struct Driver {
     core: Swim,
+    trust: Trust,
     io: DriverIo,
     settings: DriverSettings,
     counters: RuntimeCounters,
@@ -129,16 +158,22 @@ pub struct Driver {
     /// The member list of the last snapshot; rebuilt only after membership events, since
     /// copying every member (names, tags) is what a publish would otherwise cost.
     members: Arc<[MemberView]>,
+    /// Datagrams that did not open since the last warning about them, and when it was.
+    rejected_since_warning: u64,
+    last_reject_warning: Option<Instant>,
+    /// The one line about seeds refusing our keys has been logged.
+    refusal_logged: bool,
 }
 
 impl Driver {
-    /// Wraps a core in state INIT.
-    pub fn new(core: Swim, io: DriverIo, settings: DriverSettings) -> Self {
+    /// Wraps a core in state INIT, sealing and authenticating with `trust`.
+    pub fn new(core: Swim, trust: Trust, io: DriverIo, settings: DriverSettings) -> Self {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let refresh = SeedRefresh::new(settings.seed_refresh_interval);
         let members = core.members().into();
         Driver {
             core,
+            trust,
             io,
             settings,
             counters: RuntimeCounters::default(),
@@ -150,6 +185,9 @@ impl Driver {
             last_publish: None,
             last_event_seq: 0,
             members,
+            rejected_since_warning: 0,
+            last_reject_warning: None,
+            refusal_logged: false,
         }
     }
 
@@ -170,9 +208,7 @@ impl Driver {
             }
             let wake = self.next_wake(Instant::now());
             tokio::select! {
-                Some(datagram) = self.io.swim_rx.recv() => {
-                    self.core.handle_datagram(Instant::now(), datagram.from, &datagram.bytes);
-                }
+                Some(datagram) = self.io.swim_rx.recv() => self.on_datagram(datagram),
                 _ = tokio::time::sleep_until(wake.into()) => self.on_timer(Instant::now()),
                 command = self.io.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -222,6 +258,42 @@ impl Driver {
         }
     }
 
+    /// Opens a received datagram and hands it to the core; one that does not open is counted
+    /// and otherwise ignored (no answer, at most one warning a minute).
+    fn on_datagram(&mut self, datagram: SwimDatagram) {
+        self.counters.swim_udp_bytes_received += datagram.bytes.len() as u64;
+        let from = datagram.from;
+        match self.trust.open(datagram.bytes) {
+            Ok(plain) => self.core.handle_datagram(Instant::now(), from, &plain),
+            Err(reason) => self.count_rejected(from, reason),
+        }
+    }
+
+    fn count_rejected(&mut self, from: SocketAddr, reason: OpenError) {
+        match reason {
+            OpenError::NotSealed => self.counters.rejected_unsealed += 1,
+            OpenError::Truncated | OpenError::Unauthenticated => {
+                self.counters.rejected_decrypt += 1
+            }
+        }
+        self.rejected_since_warning += 1;
+        let now = Instant::now();
+        let due = self
+            .last_reject_warning
+            .is_none_or(|at| now.duration_since(at) >= REJECT_WARNING_EVERY);
+        if due {
+            tracing::warn!(
+                %from,
+                dropped = self.rejected_since_warning,
+                "dropped datagrams that no installed key opens (a node without the key, with \
+                 another key or --cluster-label, or forged); see \
+                 meshd_datagrams_rejected_total"
+            );
+            self.last_reject_warning = Some(now);
+            self.rejected_since_warning = 0;
+        }
+    }
+
     fn on_timer(&mut self, now: Instant) {
         // Calling early is harmless: the core fires only timers that are due.
         self.core.handle_timeout(now);
@@ -250,10 +322,11 @@ impl Driver {
                 reply,
             } => {
                 self.counters.stream_received(payload.len());
-                let answer = match self.core.handle_push_pull(now, &payload) {
+                self.offer_keyring(from, &payload);
+                let answer = match self.core.handle_push_pull(now, from, &payload) {
                     Ok(()) => {
                         self.counters.push_pull_ok += 1;
-                        Some(self.core.push_pull_payload())
+                        Some(self.push_pull_payload())
                     }
                     Err(reason) => {
                         self.counters.push_pull_failed += 1;
@@ -270,7 +343,113 @@ impl Driver {
             Command::SetTags { tags, reply } => {
                 let _ = reply.send(self.set_tags(now, tags));
             }
+            Command::Keys { change, reply } => self.run_key_command(change, reply),
+            Command::KeyRequest {
+                from,
+                payload,
+                reply,
+            } => {
+                let answer = self.trust.answer(&payload);
+                tracing::debug!(peer = %from, version = answer.version, "keyring command answered");
+                self.after_keyring_change();
+                let _ = reply.send(Some(prost::Message::encode_to_vec(&answer)));
+            }
         }
+    }
+
+    /// Our push-pull payload: the core's table, plus our keyring when we have one.
+    fn push_pull_payload(&self) -> Vec<u8> {
+        let mut payload = self.core.push_pull_payload();
+        self.trust.attach(&mut payload);
+        payload
+    }
+
+    /// Adopts the keyring a peer's push-pull carries if it is newer than ours.
+    fn offer_keyring(&mut self, peer: SocketAddr, push_pull: &[u8]) {
+        match self.trust.offer_from_push_pull(push_pull) {
+            Offer::Adopted(version) => {
+                tracing::info!(%peer, version, "adopted a newer keyring from a peer");
+                self.after_keyring_change();
+            }
+            Offer::Refused(reason) => {
+                tracing::warn!(%peer, %reason, "refused the keyring a peer sent")
+            }
+            Offer::Kept => {}
+        }
+    }
+
+    /// The QUIC server answers with the (maybe new) keyring's certificates from now on.
+    fn after_keyring_change(&mut self) {
+        self.io
+            .endpoint
+            .set_server_config(Some(self.trust.tls().server.clone()));
+        self.counters.keyring_version = self.trust.version();
+    }
+
+    /// Applies a keyring change here, then sends the command to every live member in a task
+    /// that answers `reply` with the report.
+    fn run_key_command(
+        &mut self,
+        change: Option<KeyChange>,
+        reply: oneshot::Sender<Result<KeyReport, String>>,
+    ) {
+        let (op, command) = match &change {
+            None => (
+                KeyOp::List,
+                wire::key_command::Command::List(wire::ListKeys {}),
+            ),
+            Some(change) => {
+                let op = match change {
+                    KeyChange::Install(_) => KeyOp::Install,
+                    KeyChange::Use(_) => KeyOp::Use,
+                    KeyChange::Remove(_) => KeyOp::Remove,
+                };
+                match self.trust.change(change) {
+                    Ok(state) => {
+                        tracing::info!(
+                            ?op,
+                            version = state.version,
+                            "keyring changed by an operator"
+                        );
+                        self.after_keyring_change();
+                        (op, wire::key_command::Command::Adopt(state))
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        };
+        if !self.trust.is_sealed() {
+            let _ = reply.send(Err("this agent runs without a keyring (start it with \
+                                    --encrypt-key or --keyring-file to use key commands)"
+                .into()));
+            return;
+        }
+        let members: Vec<(String, SocketAddr)> = self
+            .core
+            .members()
+            .into_iter()
+            .filter(|m| {
+                !m.is_local && matches!(m.state, MemberState::Alive | MemberState::Suspected)
+            })
+            .map(|m| (m.name, m.addr))
+            .collect();
+        let local = LocalKeys {
+            version: self.trust.version(),
+            ids: self.trust.key_ids(),
+        };
+        let command = prost::Message::encode_to_vec(&wire::KeyCommand {
+            command: Some(command),
+        });
+        let endpoint = self.io.endpoint.clone();
+        let dial = self.trust.keys_dial();
+        let timeout = self.settings.exchange_timeout;
+        tokio::spawn(async move {
+            let answers = keys::fan_out(endpoint, dial, members, command, timeout).await;
+            let _ = reply.send(Ok(keys::report(op, &local, &answers)));
+        });
     }
 
     fn set_tags(
@@ -285,7 +464,9 @@ impl Driver {
             tags,
             ..self.core.local().meta
         };
-        self.core.set_meta(now, meta);
+        self.core
+            .set_meta(now, meta)
+            .map_err(SetTagsRefused::Invalid)?;
         Ok(self.core.local().incarnation)
     }
 
@@ -298,11 +479,23 @@ impl Driver {
         {
             self.counters.stream_received(reply.len());
         }
+        match &result {
+            TaskResult::PushPull {
+                peer,
+                result: Ok(reply),
+            }
+            | TaskResult::SeedExchange {
+                peer,
+                result: Ok(reply),
+            }
+            | TaskResult::Join(Ok((peer, reply))) => self.offer_keyring(*peer, reply),
+            _ => {}
+        }
         match result {
             TaskResult::PushPull {
                 peer,
                 result: Ok(reply),
-            } => match self.core.handle_push_pull(now, &reply) {
+            } => match self.core.handle_push_pull(now, peer, &reply) {
                 Ok(()) => self.counters.push_pull_ok += 1,
                 Err(reason) => {
                     self.counters.push_pull_failed += 1;
@@ -318,18 +511,20 @@ impl Driver {
             }
             // A round that ends after a leave began is moot.
             TaskResult::Join(_) if !self.join.in_flight() => {}
-            TaskResult::Join(Ok((seed, reply))) => match self.core.handle_push_pull(now, &reply) {
-                Ok(()) => {
-                    self.counters.push_pull_ok += 1;
-                    tracing::info!(%seed, "joined cluster");
-                    self.join = JoinState::Done;
+            TaskResult::Join(Ok((seed, reply))) => {
+                match self.core.handle_push_pull(now, seed, &reply) {
+                    Ok(()) => {
+                        self.counters.push_pull_ok += 1;
+                        tracing::info!(%seed, "joined cluster");
+                        self.join = JoinState::Done;
+                    }
+                    Err(reason) => {
+                        self.counters.push_pull_failed += 1;
+                        tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
+                        self.join_round_failed(now, vec![seed]);
+                    }
                 }
-                Err(reason) => {
-                    self.counters.push_pull_failed += 1;
-                    tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
-                    self.join_round_failed(now, vec![seed]);
-                }
-            },
+            }
             TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
             TaskResult::SeedsResolved(resolved) => self.on_seeds_resolved(resolved),
             TaskResult::SeedExchange { peer, result } => self.on_seed_exchange(now, peer, result),
@@ -348,6 +543,10 @@ impl Driver {
             tracing::info!("joined cluster (a peer reached us first)");
             self.join = JoinState::Done;
             return;
+        }
+        if !failure.refused.is_empty() && !self.refusal_logged {
+            tracing::warn!("{}", join::refused_line(&failure.refused));
+            self.refusal_logged = true;
         }
         if failure.only_self {
             if self.settings.seed_refresh_interval.is_zero() {
@@ -377,15 +576,16 @@ impl Driver {
             return;
         }
         self.join = JoinState::InFlight(backoff.clone());
-        let payload = self.core.push_pull_payload();
+        let payload = self.push_pull_payload();
         self.counters.stream_sent(payload.len());
         let seeds = self.settings.seeds.clone();
         let own = self.settings.advertise;
         let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
         let endpoint = self.io.endpoint.clone();
+        let dial = self.trust.push_pull_dial();
         let results = self.results_tx.clone();
         tokio::spawn(async move {
-            let result = join::round(&endpoint, &seeds, own, &payload, timeout).await;
+            let result = join::round(&endpoint, &dial, &seeds, own, &payload, timeout).await;
             let _ = results.send(TaskResult::Join(result));
         });
     }
@@ -428,15 +628,16 @@ impl Driver {
             contacting = %join_addrs(&chosen),
             "seed refresh"
         );
-        let payload = self.core.push_pull_payload();
+        let payload = self.push_pull_payload();
         let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
         for peer in chosen {
             self.refresh.contact_started(peer);
             let payload = payload.clone();
             let endpoint = self.io.endpoint.clone();
+            let dial = self.trust.push_pull_dial();
             let results = self.results_tx.clone();
             tokio::spawn(async move {
-                let result = quic::exchange(&endpoint, peer, &payload, timeout).await;
+                let result = quic::exchange(&endpoint, &dial, peer, &payload, timeout).await;
                 let _ = results.send(TaskResult::SeedExchange { peer, result });
             });
         }
@@ -459,7 +660,7 @@ impl Driver {
         };
         let entry = |m: &MemberView| (m.name.clone(), m.addr, m.state, m.incarnation);
         let before: Vec<_> = self.core.members().iter().map(entry).collect();
-        match self.core.handle_push_pull(now, &reply) {
+        match self.core.handle_push_pull(now, peer, &reply) {
             Ok(()) => {
                 self.counters.push_pull_ok += 1;
                 let changed = self
@@ -484,7 +685,9 @@ impl Driver {
     /// Drains the core's outputs in contract order, then publishes a snapshot if due.
     async fn after_input(&mut self, force_publish: bool) {
         while let Some(transmit) = self.core.poll_transmit() {
-            if let Err(err) = self.io.udp.send_to(&transmit.payload, transmit.dst).await {
+            let bytes = self.trust.seal(transmit.payload);
+            self.counters.swim_udp_bytes_sent += bytes.len() as u64;
+            if let Err(err) = self.io.udp.send_to(&bytes, transmit.dst).await {
                 self.counters.send_errors += 1;
                 tracing::debug!(dst = %transmit.dst, error = %err, "udp send failed");
             }
@@ -522,13 +725,14 @@ impl Driver {
     }
 
     fn spawn_push_pull(&mut self, peer: SocketAddr) {
-        let payload = self.core.push_pull_payload();
+        let payload = self.push_pull_payload();
         self.counters.stream_sent(payload.len());
         let endpoint = self.io.endpoint.clone();
+        let dial = self.trust.push_pull_dial();
         let timeout = self.settings.exchange_timeout;
         let results = self.results_tx.clone();
         tokio::spawn(async move {
-            let result = quic::exchange(&endpoint, peer, &payload, timeout).await;
+            let result = quic::exchange(&endpoint, &dial, peer, &payload, timeout).await;
             let _ = results.send(TaskResult::PushPull { peer, result });
         });
     }

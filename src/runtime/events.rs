@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 
 use super::Snapshot;
+use crate::swim::limits::Escaped;
 use crate::swim::{ChangeReason, Event, MemberState};
 
 /// A membership event, numbered in the order the driver produced it (the first is 1).
@@ -77,7 +78,7 @@ pub fn state_name(state: MemberState) -> &'static str {
 pub fn reason_text(reason: &ChangeReason) -> String {
     match reason {
         ChangeReason::LocalStart => "local start".into(),
-        ChangeReason::Gossip { from } => format!("gossip from {from}"),
+        ChangeReason::Gossip { from } => format!("gossip from {}", Escaped(from)),
         ChangeReason::PushPull => "push-pull".into(),
         ChangeReason::ProbeFailed => "probe failed".into(),
         ChangeReason::SuspicionExpired => "suspicion expired".into(),
@@ -95,7 +96,8 @@ pub fn log_event(event: &Event) {
             previous,
             reason,
         } => tracing::info!(
-            member = %member.name,
+            // Names were checked by the codec; escaped anyway, as everything from the network.
+            member = %Escaped(&member.name),
             addr = %member.addr,
             from = %previous.map(state_name).unwrap_or("NEW"),
             to = %state_name(member.state),
@@ -104,7 +106,7 @@ pub fn log_event(event: &Event) {
             "membership changed"
         ),
         Event::Reaped { name } => {
-            tracing::info!(member = %name, "member forgotten after retention")
+            tracing::info!(member = %Escaped(name), "member forgotten after retention")
         }
     }
 }

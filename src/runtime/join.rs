@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use quinn::Endpoint;
 
-use super::quic;
+use super::quic::{self, Dial};
 use super::seeds::{self, Backoff, Seed};
 
 /// Bound on one join attempt with one seed address. Shorter than a periodic exchange so a dead
@@ -56,13 +56,16 @@ pub struct RoundFailure {
     /// The seeds resolved, but only to this node's own address: there is nobody to join, as
     /// for a single-replica StatefulSet whose headless Service lists just itself.
     pub only_self: bool,
+    /// Addresses that answered but refused the TLS handshake: they hold none of our keys or
+    /// run under another cluster label (or are no meshd).
+    pub refused: Vec<SocketAddr>,
 }
 
 impl From<Vec<SocketAddr>> for RoundFailure {
     fn from(tried: Vec<SocketAddr>) -> Self {
         RoundFailure {
             tried,
-            only_self: false,
+            ..RoundFailure::default()
         }
     }
 }
@@ -70,6 +73,7 @@ impl From<Vec<SocketAddr>> for RoundFailure {
 /// Resolves the seeds (skipping `own`) and tries each address in order until one answers.
 pub async fn round(
     endpoint: &Endpoint,
+    dial: &Dial,
     seeds: &[Seed],
     own: SocketAddr,
     payload: &[u8],
@@ -81,15 +85,36 @@ pub async fn round(
         return Err(RoundFailure {
             tried: addrs,
             only_self: true,
+            refused: Vec::new(),
         });
     }
+    let mut refused = Vec::new();
     for addr in &addrs {
-        match quic::exchange(endpoint, *addr, payload, timeout).await {
+        match quic::exchange(endpoint, dial, *addr, payload, timeout).await {
             Ok(reply) => return Ok((*addr, reply)),
-            Err(err) => tracing::debug!(seed = %addr, error = %err, "seed did not answer"),
+            Err(err) => {
+                if err.is_handshake_refusal() {
+                    refused.push(*addr);
+                }
+                tracing::debug!(seed = %addr, error = %err, "seed did not answer");
+            }
         }
     }
-    Err(addrs.into())
+    Err(RoundFailure {
+        tried: addrs,
+        only_self: false,
+        refused,
+    })
+}
+
+/// The line logged once when seeds answered but none could be authenticated.
+pub fn refused_line(refused: &[SocketAddr]) -> String {
+    let list: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    format!(
+        "joining: seeds {} answered, but nothing they sent could be opened with this node's \
+         keys (likely an --encrypt-key, keyring or --cluster-label mismatch); still retrying",
+        list.join(", ")
+    )
 }
 
 /// The line logged when the seeds name only this node and it starts alone.

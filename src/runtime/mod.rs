@@ -8,11 +8,14 @@ pub mod driver;
 pub mod entropy;
 pub mod events;
 pub mod join;
+pub mod keys;
 pub mod quic;
 pub mod rejoin;
 pub mod seeds;
 pub mod snapshot;
 pub mod socket;
+pub mod tls;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +33,10 @@ pub use snapshot::{RuntimeCounters, Snapshot};
 
 use crate::swim::{self, Identity, Swim};
 use driver::{Driver, DriverIo, DriverSettings};
+use quic::Protocol;
 use socket::SharedSocket;
+use trust::Trust;
+pub use trust::TrustConfig;
 
 /// Depth of the socket → driver queue. Beyond it SWIM datagrams are dropped (and counted), as a
 /// congested network would; SWIM tolerates loss, and the socket task must never block.
@@ -64,6 +70,8 @@ pub struct RuntimeConfig {
     /// How often seeds are resolved again once joined, to merge split clusters and find members
     /// at new addresses ([`rejoin`]); zero disables it.
     pub seed_refresh_interval: Duration,
+    /// Keyring, keyring file and cluster label.
+    pub trust: TrustConfig,
 }
 
 /// A running node: the driver task, the QUIC endpoint and the channels to talk to them.
@@ -95,7 +103,15 @@ impl Runtime {
         let (swim_tx, swim_rx) = mpsc::channel(SWIM_QUEUE);
         let shared = Arc::new(SharedSocket::new(udp.clone(), swim_tx));
         let socket_counters = shared.counters().clone();
-        let endpoint = quic::endpoint(shared)?;
+        let trust = Trust::new(config.trust)?;
+        if !trust.is_sealed() {
+            tracing::warn!(
+                "no --encrypt-key or --keyring-file: gossip is neither encrypted nor \
+                 authenticated, and anyone who can reach the mesh port can join or disturb \
+                 the cluster"
+            );
+        }
+        let endpoint = quic::endpoint(shared, trust.tls())?;
 
         let mut identity = config.identity;
         if identity.addr.port() == 0 {
@@ -105,7 +121,8 @@ impl Runtime {
         let rng_seed = entropy::random_u64();
         tracing::debug!(rng_seed, "core RNG seeded");
         let now = Instant::now();
-        let core = Swim::new(config.swim, identity, rng_seed, now);
+        let core = Swim::new(config.swim, identity, rng_seed, now)
+            .map_err(|e| format!("this node's identity is refused: {e}"))?;
         let (snapshot_tx, snapshots) = watch::channel(Snapshot::of_local(core.local(), now));
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
@@ -131,7 +148,7 @@ impl Runtime {
             exchange_timeout: config.exchange_timeout,
             seed_refresh_interval: config.seed_refresh_interval,
         };
-        let driver = tokio::spawn(Driver::new(core, io, settings).run());
+        let driver = tokio::spawn(Driver::new(core, trust, io, settings).run());
         tracing::info!(bind = %local_addr, advertise = %advertise, "mesh socket ready (SWIM + QUIC)");
         Ok(Runtime {
             snapshots,
@@ -181,22 +198,27 @@ impl Runtime {
 /// Future answering one push-pull request: our payload, or `None` to refuse.
 type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
 
-/// The QUIC server's handler: pass the peer's payload to the driver, wait for its answer.
+/// The QUIC server's handler: pass the peer's request to the driver, wait for its answer.
 fn push_pull_responder(
     commands: mpsc::Sender<Command>,
-) -> impl Fn(SocketAddr, Vec<u8>) -> ReplyFuture + Clone + Send + Sync + 'static {
-    move |from, payload| {
+) -> impl Fn(SocketAddr, Protocol, Vec<u8>) -> ReplyFuture + Clone + Send + Sync + 'static {
+    move |from, protocol, payload| {
         let commands = commands.clone();
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            commands
-                .send(Command::PushPull {
+            let command = match protocol {
+                Protocol::PushPull => Command::PushPull {
                     from,
                     payload,
                     reply,
-                })
-                .await
-                .ok()?;
+                },
+                Protocol::Keys => Command::KeyRequest {
+                    from,
+                    payload,
+                    reply,
+                },
+            };
+            commands.send(command).await.ok()?;
             answer.await.ok().flatten()
         })
     }

@@ -39,6 +39,16 @@ pub struct RuntimeCounters {
     pub stream_messages_received: u64,
     /// Bytes of those messages.
     pub stream_bytes_received: u64,
+    /// UDP payload bytes of SWIM datagrams sent (sealed size when a keyring is configured).
+    pub swim_udp_bytes_sent: u64,
+    /// UDP payload bytes of SWIM datagrams received, opened or not.
+    pub swim_udp_bytes_received: u64,
+    /// Datagrams dropped because no installed key opens them.
+    pub rejected_decrypt: u64,
+    /// Plain (unsealed) datagrams dropped because this node requires sealing.
+    pub rejected_unsealed: u64,
+    /// This node's keyring version (0 without a keyring or before any change).
+    pub keyring_version: u64,
 }
 
 impl RuntimeCounters {

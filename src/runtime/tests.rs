@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Command, Runtime, RuntimeConfig, Seed, Snapshot};
+use super::{Command, Runtime, RuntimeConfig, Seed, Snapshot, TrustConfig};
+use crate::runtime::trust::{KeyChange, KeyRef};
+use crate::seal::{Key, Keyring};
 use crate::swim::{self, Identity, MemberState, NodeMeta};
 
 /// Upper bound on any wait in these tests.
@@ -42,6 +44,7 @@ fn config(name: &str, port: u16, seeds: &[SocketAddr]) -> RuntimeConfig {
         leave_timeout: Duration::from_secs(2),
         exchange_timeout: Duration::from_secs(2),
         seed_refresh_interval: Duration::ZERO,
+        trust: TrustConfig::default(),
     }
 }
 
@@ -324,4 +327,130 @@ async fn counter_updates_share_the_member_list() {
     ));
     joiner.close().await;
     seed.close().await;
+}
+
+fn key(byte: u8) -> Key {
+    Key::from_bytes([byte; crate::seal::KEY_BYTES])
+}
+
+/// `config` with a keyring of `keys` (the first primary) under `label`.
+fn keyed(name: &str, port: u16, seeds: &[SocketAddr], keys: &[u8], label: &str) -> RuntimeConfig {
+    let mut config = config(name, port, seeds);
+    config.trust = TrustConfig {
+        keyring: Some(Keyring::new(keys.iter().map(|b| key(*b)).collect()).expect("keyring")),
+        keyring_file: None,
+        label: label.into(),
+        ignored_flag_key: None,
+    };
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_a_common_key_converge_and_strangers_stay_out() {
+    let a = Runtime::start(keyed("a", 0, &[], &[1], "prod"))
+        .await
+        .expect("a");
+    let b = Runtime::start(keyed("b", 0, &[a.local_addr()], &[2, 1], "prod"))
+        .await
+        .expect("b");
+    let (mut a_rx, mut b_rx) = (a.snapshots(), b.snapshots());
+    wait_for(&mut a_rx, "a sees a and b", |s| all_alive(s, &["a", "b"])).await;
+    wait_for(&mut b_rx, "b sees a and b", |s| all_alive(s, &["a", "b"])).await;
+    // Another key, the same key under another label, and no key at all: none gets in.
+    let outsiders = [
+        keyed("x", 0, &[a.local_addr()], &[3], "prod"),
+        keyed("y", 0, &[a.local_addr()], &[1], "test"),
+        config("z", 0, &[a.local_addr()]),
+    ];
+    let mut started = Vec::new();
+    for cfg in outsiders {
+        let node = Runtime::start(cfg).await.expect("outsider starts");
+        let mut rx = node.snapshots();
+        wait_for(&mut rx, "a failed join round", |s| {
+            s.counters.join_rounds_failed >= 2
+        })
+        .await;
+        assert_eq!(rx.borrow().local.state, MemberState::Init);
+        started.push(node);
+    }
+    // Their datagrams (if any reached a) were dropped, never merged.
+    let seen = a_rx.borrow().clone();
+    assert_eq!(seen.members.len(), 2, "{:?}", seen.members);
+    for node in started {
+        node.close().await;
+    }
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_reaches_every_member_and_a_late_one_catches_up() {
+    let a = Runtime::start(keyed("a", 0, &[], &[1], ""))
+        .await
+        .expect("a");
+    let b = Runtime::start(keyed("b", 0, &[a.local_addr()], &[1], ""))
+        .await
+        .expect("b");
+    let (mut a_rx, mut b_rx) = (a.snapshots(), b.snapshots());
+    wait_for(&mut b_rx, "b joined", |s| all_alive(s, &["a", "b"])).await;
+    wait_for(&mut a_rx, "a sees b", |s| all_alive(s, &["a", "b"])).await;
+
+    let run = |change: Option<KeyChange>| {
+        let commands = a.commands();
+        async move {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            commands
+                .send(Command::Keys { change, reply })
+                .await
+                .expect("command sent");
+            answer.await.expect("answered")
+        }
+    };
+    let report = run(Some(KeyChange::Install(key(2))))
+        .await
+        .expect("install");
+    assert_eq!((report.members, report.acknowledged), (2, 2), "{report:?}");
+    let report = run(Some(KeyChange::Use(KeyRef::Key(key(2)))))
+        .await
+        .expect("use");
+    assert_eq!(report.acknowledged, 2, "{report:?}");
+    assert_eq!(report.version, 2);
+    wait_for(&mut b_rx, "b at version 2", |s| {
+        s.counters.keyring_version == 2
+    })
+    .await;
+
+    // A member that was away during the rotation holds only key 1: it joins (a still holds
+    // key 1) and takes the new keyring from the join exchange.
+    let late = Runtime::start(keyed("late", 0, &[a.local_addr()], &[1], ""))
+        .await
+        .expect("late");
+    let mut late_rx = late.snapshots();
+    wait_for(&mut late_rx, "late joined with the new keyring", |s| {
+        all_alive(s, &["a", "b", "late"]) && s.counters.keyring_version == 2
+    })
+    .await;
+    let report = run(Some(KeyChange::Remove(KeyRef::Key(key(1)))))
+        .await
+        .expect("remove");
+    assert_eq!((report.members, report.acknowledged), (3, 3), "{report:?}");
+    assert_eq!(
+        report.keys.len(),
+        1,
+        "only key 2 is left anywhere: {report:?}"
+    );
+    let refused = run(Some(KeyChange::Remove(KeyRef::Key(key(2))))).await;
+    assert!(refused.expect_err("primary").contains("primary"));
+    let listed = run(None).await.expect("list");
+    assert_eq!(listed.acknowledged, 3, "{listed:?}");
+    // Everyone still talks after the old key is gone.
+    let before = late_rx.borrow().stats.datagrams_received;
+    wait_for(&mut late_rx, "late keeps receiving", |s| {
+        s.stats.datagrams_received > before + 2
+    })
+    .await;
+    assert_eq!(late_rx.borrow().counters.rejected_decrypt, 0);
+    late.close().await;
+    b.close().await;
+    a.close().await;
 }

@@ -378,7 +378,8 @@ impl Sim {
             identity,
             self.rng.random(),
             self.instant(self.now),
-        );
+        )
+        .expect("simulated node names and metadata are within the limits");
         core.share_names(self.names.clone());
         let i = match reuse {
             Some((i, _)) => {
@@ -512,20 +513,20 @@ impl Sim {
             Input::PushPullRequest {
                 from,
                 from_epoch,
+                from_addr,
                 payload,
             } => {
-                if core.handle_push_pull(now, &payload).is_ok() {
-                    let reply = core.push_pull_payload();
+                if core.handle_push_pull(now, from_addr, &payload).is_ok() {
+                    let reply = Input::PushPullReply {
+                        from_addr: core.local().addr,
+                        payload: core.push_pull_payload(),
+                    };
                     let at = self.now + self.net.latency;
-                    self.schedule(
-                        at,
-                        Dest::Node(from, from_epoch),
-                        Input::PushPullReply { payload: reply },
-                    );
+                    self.schedule(at, Dest::Node(from, from_epoch), reply);
                 }
             }
-            Input::PushPullReply { payload } => {
-                if core.handle_push_pull(now, &payload).is_ok() {
+            Input::PushPullReply { from_addr, payload } => {
+                if core.handle_push_pull(now, from_addr, &payload).is_ok() {
                     self.stats.push_pulls += 1;
                 }
             }
@@ -550,6 +551,9 @@ impl Sim {
         if !self.can_talk(from, to) {
             return;
         }
+        let Some(from_addr) = self.nodes.get(from).map(|n| n.addr) else {
+            return;
+        };
         let at = self.now + self.net.latency;
         self.schedule(
             at,
@@ -557,6 +561,7 @@ impl Sim {
             Input::PushPullRequest {
                 from,
                 from_epoch,
+                from_addr,
                 payload,
             },
         );

@@ -13,9 +13,11 @@ pub(super) enum Input {
     PushPullRequest {
         from: usize,
         from_epoch: u32,
+        from_addr: SocketAddr,
         payload: Vec<u8>,
     },
     PushPullReply {
+        from_addr: SocketAddr,
         payload: Vec<u8>,
     },
     Wake,

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use prost::Message;
 
+use super::limits::{self, LimitError, MAX_INCARNATION};
 use super::state::Update;
 use super::{DropReason, MemberState, NodeMeta};
 use crate::wire;
@@ -16,17 +17,15 @@ use crate::wire;
 /// Wire version carried in the first byte of every SWIM datagram. Its 0x40 bit is clear so the
 /// runtime can tell SWIM datagrams from QUIC packets on the shared port.
 pub const WIRE_VERSION: u8 = 0x01;
-/// Largest datagram accepted: the maximum UDP payload over IPv4.
-pub const MAX_DATAGRAM_BYTES: usize = 65_507;
-/// Most piggybacked updates accepted in one datagram; far above what fits an MTU.
-pub const MAX_UPDATES: usize = 512;
-/// Longest member name, region, zone, accuser or target accepted.
-pub const MAX_NAME_BYTES: usize = 256;
-/// Most tags accepted on one member.
-pub const MAX_TAGS: usize = 64;
-/// Longest tag key or value accepted.
-pub const MAX_TAG_BYTES: usize = 256;
-/// Largest push-pull message accepted (bounds memory per exchange).
+/// Largest datagram accepted. Members build datagrams of at most
+/// [`Config::max_datagram_size`](super::Config::max_datagram_size) (1,400 bytes); this leaves
+/// room for a larger configured size without letting one datagram carry a flood of facts.
+pub const MAX_DATAGRAM_BYTES: usize = 4096;
+/// Most piggybacked updates accepted in one datagram; more than fit [`MAX_DATAGRAM_BYTES`]
+/// unless each is nearly empty.
+pub const MAX_UPDATES: usize = 128;
+/// Largest push-pull message accepted (bounds memory per exchange): 10,000 members (the default
+/// `--max-members`) of the largest metadata the limits allow fit in it.
 pub const MAX_PUSH_PULL_BYTES: usize = 16 * 1024 * 1024;
 /// Most members accepted in one push-pull message.
 pub const MAX_PUSH_PULL_MEMBERS: usize = 100_000;
@@ -178,7 +177,10 @@ fn body_from_wire(body: wire::envelope::Body) -> Result<Body, DropReason> {
     use wire::envelope::Body as W;
     Ok(match body {
         W::Ping(p) => {
-            check_len(&p.target, MAX_NAME_BYTES)?;
+            // An empty target means "whoever you are".
+            if !p.target.is_empty() {
+                check_name(&p.target)?;
+            }
             Body::Ping {
                 seq: p.seq,
                 target: p.target,
@@ -212,7 +214,12 @@ pub fn update_to_wire(u: &Update, with_meta: bool) -> wire::MemberUpdate {
 /// Validates a wire fact.
 pub fn update_from_wire(u: wire::MemberUpdate) -> Result<Update, DropReason> {
     check_name(&u.name)?;
-    check_len(&u.accuser, MAX_NAME_BYTES)?;
+    if !u.accuser.is_empty() {
+        check_name(&u.accuser)?;
+    }
+    if u.incarnation > MAX_INCARNATION {
+        return Err(DropReason::InvalidField);
+    }
     let state = match wire::MemberState::try_from(u.state) {
         Ok(wire::MemberState::Alive) => MemberState::Alive,
         Ok(wire::MemberState::Suspected) => MemberState::Suspected,
@@ -259,37 +266,30 @@ fn meta_to_wire(meta: &NodeMeta) -> wire::NodeMeta {
 }
 
 fn meta_from_wire(m: wire::NodeMeta) -> Result<NodeMeta, DropReason> {
-    check_len(&m.region, MAX_NAME_BYTES)?;
-    check_len(&m.zone, MAX_NAME_BYTES)?;
-    if m.tags.len() > MAX_TAGS {
+    // prost has already built the map; the count is checked before anything else is.
+    if m.tags.len() > limits::MAX_TAGS {
         return Err(DropReason::Oversized);
     }
-    let mut tags = BTreeMap::new();
-    for (k, v) in m.tags {
-        check_len(&k, MAX_TAG_BYTES)?;
-        check_len(&v, MAX_TAG_BYTES)?;
-        tags.insert(k, v);
-    }
-    Ok(NodeMeta {
+    let meta = NodeMeta {
         region: m.region,
         zone: m.zone,
-        tags,
-    })
+        tags: m.tags.into_iter().collect::<BTreeMap<_, _>>(),
+    };
+    limits::check_meta(&meta).map_err(drop_reason)?;
+    Ok(meta)
 }
 
-fn check_len(s: &str, max: usize) -> Result<(), DropReason> {
-    if s.len() > max {
-        Err(DropReason::Oversized)
-    } else {
-        Ok(())
-    }
-}
-
+/// Checks a name from the network against [`limits::check_name`].
 fn check_name(s: &str) -> Result<(), DropReason> {
-    if s.is_empty() {
-        return Err(DropReason::InvalidField);
+    limits::check_name(s).map_err(drop_reason)
+}
+
+/// Too long (or too many) is `Oversized`; anything else about the value is `InvalidField`.
+fn drop_reason(err: LimitError) -> DropReason {
+    match err {
+        LimitError::TooLong { .. } => DropReason::Oversized,
+        LimitError::Empty(_) | LimitError::BadChar { .. } => DropReason::InvalidField,
     }
-    check_len(s, MAX_NAME_BYTES)
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, DropReason> {
@@ -299,6 +299,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr, DropReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::swim::limits::{MAX_NAME_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES};
 
     fn update(name: &str) -> wire::MemberUpdate {
         wire::MemberUpdate {
@@ -329,6 +330,25 @@ mod tests {
             meta.tags.insert(format!("{i:0>key_len$}"), "v".into());
         }
         u.meta = Some(meta);
+        u
+    }
+
+    fn with_sender(sender: &str) -> wire::Envelope {
+        let mut env = envelope(vec![]);
+        env.sender = sender.into();
+        env
+    }
+
+    fn with_accuser(accuser: &str) -> wire::MemberUpdate {
+        let mut u = update("x");
+        u.state = wire::MemberState::Suspected as i32;
+        u.accuser = accuser.into();
+        u
+    }
+
+    fn with_incarnation(incarnation: u64) -> wire::MemberUpdate {
+        let mut u = update("x");
+        u.incarnation = incarnation;
         u
     }
 
@@ -403,19 +423,44 @@ mod tests {
                 Err(DropReason::InvalidField),
             ),
             (
-                "64 tags",
+                "as many tags as allowed",
                 encode_datagram(&envelope(vec![with_tags(MAX_TAGS, 3)])),
                 Ok(()),
             ),
             (
-                "65 tags",
+                "one tag too many",
                 encode_datagram(&envelope(vec![with_tags(MAX_TAGS + 1, 3)])),
                 Err(DropReason::Oversized),
             ),
             (
                 "long tag key",
-                encode_datagram(&envelope(vec![with_tags(1, MAX_TAG_BYTES + 1)])),
+                encode_datagram(&envelope(vec![with_tags(1, MAX_TAG_KEY_BYTES + 1)])),
                 Err(DropReason::Oversized),
+            ),
+            (
+                "newline in a name",
+                encode_datagram(&envelope(vec![update("evil\nINFO forged")])),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "escape byte in the sender",
+                encode_datagram(&with_sender("\u{1b}[2Jx")),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "bad accuser",
+                encode_datagram(&envelope(vec![with_accuser("a b")])),
+                Err(DropReason::InvalidField),
+            ),
+            (
+                "incarnation at the ceiling",
+                encode_datagram(&envelope(vec![with_incarnation(MAX_INCARNATION)])),
+                Ok(()),
+            ),
+            (
+                "incarnation above the ceiling",
+                encode_datagram(&envelope(vec![with_incarnation(u64::MAX)])),
+                Err(DropReason::InvalidField),
             ),
         ];
         for (what, bytes, want) in cases {
@@ -459,11 +504,13 @@ mod tests {
             sender: "a".into(),
             join: true,
             members: vec![update("x")],
+            keyring: None,
         };
         let no_sender = wire::PushPull {
             sender: String::new(),
             join: true,
             members: vec![],
+            keyring: None,
         };
         let cases: Vec<(&str, Vec<u8>, Result<(), DropReason>)> = vec![
             ("ok", encode_push_pull(&ok), Ok(())),
@@ -495,6 +542,7 @@ mod tests {
             sender: "a".into(),
             join: false,
             members: vec![update("x"); MAX_PUSH_PULL_MEMBERS + 1],
+            keyring: None,
         };
         assert_eq!(
             decode_push_pull(&encode_push_pull(&many)).map(|_| ()),

@@ -47,6 +47,10 @@ pub struct Config {
     /// announcement of itself. Bounded so a large cluster stays sane: at N = 10,000 a join is
     /// 256 small datagrams from the joiner. 0 leaves urgent facts to gossip alone.
     pub announce_fanout: usize,
+    /// Most members the table holds, this node and DOWN or LEAVING ones included; facts about
+    /// further new members are refused (and counted) until reaping makes room. Bounds memory
+    /// and the probe round whatever a bug or an outsider sends.
+    pub max_members: usize,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             max_datagram_size: 1400,
             awareness_max_multiplier: 8,
             announce_fanout: 256,
+            max_members: 10_000,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod awareness;
 pub mod broadcast;
 pub mod codec;
 pub mod config;
+pub mod limits;
 pub mod members;
 mod node;
 pub mod probe;
@@ -152,6 +153,21 @@ pub enum DropReason {
     NotForUs,
 }
 
+/// Why a fact or a request in a valid datagram was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// A new member while the table already holds [`Config::max_members`].
+    TableFull,
+    /// A fact that would move a live member to another address, not sent by the member itself.
+    AddressConflict,
+    /// An incarnation more than [`limits::MAX_INCARNATION_JUMP`] above the one held.
+    IncarnationJump,
+    /// A ping-req from a sender that is not a live member at its address, or for a target that
+    /// is not a live member at the address given: served only for members, so nobody can use
+    /// the cluster to send datagrams to a third party.
+    PingReqUnknown,
+}
+
 /// Running counters kept by the core, for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -165,6 +181,8 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Dropped datagrams and push-pull messages, by reason.
     pub dropped: BTreeMap<DropReason, u64>,
+    /// Facts and requests refused in otherwise valid datagrams, by reason.
+    pub refused: BTreeMap<Refusal, u64>,
     /// Probe rounds answered by a direct ack.
     pub probes_acked: u64,
     /// Probe rounds answered only through an indirect prober.

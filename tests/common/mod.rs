@@ -1,10 +1,13 @@
 //! Harness for whole-daemon tests: starts real `meshd agent` processes on 127.0.x.y loopback
-//! addresses, reads their `/ha/status`, and always kills what it started (by PID).
+//! addresses (or each in a network namespace of its own, see [`netns`]), reads their
+//! `/ha/status`, and always kills what it started (by PID).
 //!
 //! Each test passes its own `subnet` (the third octet), so tests running in parallel never share
 //! an address; every node of a test listens on the default ports of its own 127.0.subnet.n.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod netns;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,8 +28,12 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 pub struct Node {
     /// Member name given with `--mesh-server-name`.
     pub name: String,
-    /// Loopback IP the node binds and advertises.
+    /// IP the node's mesh socket binds and advertises (a loopback IP unless in a namespace).
     pub ip: Ipv4Addr,
+    /// IP its HTTP API listens on, as seen from inside its network namespace.
+    http_ip: Ipv4Addr,
+    /// The network namespace it runs in (None: the test's own).
+    netns: Option<String>,
     child: Option<Child>,
     log_path: PathBuf,
     extra_args: Vec<String>,
@@ -52,9 +59,34 @@ pub fn node_ip(subnet: u8, index: u8) -> Ipv4Addr {
 impl Node {
     /// Starts `meshd agent` named `name` on `ip`, joining through `seeds`, with `extra` flags.
     pub fn start(name: &str, ip: Ipv4Addr, seeds: &[SocketAddr], extra: &[&str]) -> Node {
+        Node::start_at(None, ip, name, ip, seeds, extra)
+    }
+
+    /// Starts `meshd agent` named `name` inside network namespace `netns`, its mesh socket on
+    /// `ip` (an address of that namespace) and its HTTP API on the namespace's own loopback.
+    pub fn start_in_netns(
+        netns: &str,
+        name: &str,
+        ip: Ipv4Addr,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Node {
+        Node::start_at(Some(netns), Ipv4Addr::LOCALHOST, name, ip, seeds, extra)
+    }
+
+    fn start_at(
+        netns: Option<&str>,
+        http_ip: Ipv4Addr,
+        name: &str,
+        ip: Ipv4Addr,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Node {
         let mut node = Node {
             name: name.to_string(),
             ip,
+            http_ip,
+            netns: netns.map(str::to_string),
             child: None,
             log_path: log_dir().join(format!("{name}-{ip}.log")),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -71,12 +103,15 @@ impl Node {
             .append(true)
             .open(&self.log_path)
             .expect("test log file can be opened");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshd"));
+        let mut cmd = match &self.netns {
+            None => Command::new(env!("CARGO_BIN_EXE_meshd")),
+            Some(ns) => netns::command_in(ns, env!("CARGO_BIN_EXE_meshd")),
+        };
         cmd.arg("agent")
             .args(["--mesh-server-name", &self.name])
             .args(["--mesh-host", &self.ip.to_string()])
             .args(["--mesh-port", &MESH_PORT.to_string()])
-            .args(["--host", &self.ip.to_string()])
+            .args(["--host", &self.http_ip.to_string()])
             .args(["--port", &HTTP_PORT.to_string()]);
         if !self.seeds.is_empty() {
             let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
@@ -87,7 +122,23 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle clones"))
             .stderr(log);
-        self.child = Some(cmd.spawn().expect("meshd binary starts"));
+        let child = cmd.spawn().expect("meshd binary starts");
+        if let Some(ns) = &self.netns {
+            // The PID we hold must be meshd's own, or kill9 would only kill a wrapper.
+            let pid = i32::try_from(child.id()).expect("pid fits in i32");
+            self.child = Some(child);
+            netns::await_exec(pid, env!("CARGO_BIN_EXE_meshd"), ns);
+        } else {
+            self.child = Some(child);
+        }
+    }
+
+    /// Runs `f` where this node's HTTP API is reachable: inside its namespace, if it has one.
+    fn on_host<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.netns {
+            None => f(),
+            Some(ns) => netns::run_in(ns, f),
+        }
     }
 
     /// This node's mesh address, for use as a seed.
@@ -138,16 +189,19 @@ impl Node {
 
     /// GETs `path` from this node's HTTP API: (status code, JSON body), or None if unreachable.
     pub fn get(&self, path: &str) -> Option<(u16, Value)> {
-        http_get(&format!("http://{}:{HTTP_PORT}{path}", self.ip))
+        let url = format!("http://{}:{HTTP_PORT}{path}", self.http_ip);
+        self.on_host(|| http_get(&url))
     }
 
     /// GETs `path` from this node's HTTP API: (status code, raw body), or None if unreachable.
     pub fn get_text(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://{}:{HTTP_PORT}{path}", self.ip);
-        let mut resp = agent().get(&url).call().ok()?;
-        let code = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().ok()?;
-        Some((code, body))
+        let url = format!("http://{}:{HTTP_PORT}{path}", self.http_ip);
+        self.on_host(|| {
+            let mut resp = agent().get(&url).call().ok()?;
+            let code = resp.status().as_u16();
+            let body = resp.body_mut().read_to_string().ok()?;
+            Some((code, body))
+        })
     }
 
     /// The value of series `name{labels}` in this node's `/metrics` (labels as rendered, e.g.
@@ -157,13 +211,18 @@ impl Node {
         meshd::metrics::sample(&text, name, labels)
     }
 
-    /// POSTs to `path` on this node's HTTP API: (status code, JSON body).
+    /// POSTs `{}` as JSON to `path` on this node's HTTP API: (status code, JSON body).
     pub fn post(&self, path: &str) -> Option<(u16, Value)> {
-        let url = format!("http://{}:{HTTP_PORT}{path}", self.ip);
-        let mut resp = agent().post(&url).send_empty().ok()?;
-        let code = resp.status().as_u16();
-        let body = resp.body_mut().read_json::<Value>().ok()?;
-        Some((code, body))
+        let url = format!("http://{}:{HTTP_PORT}{path}", self.http_ip);
+        self.on_host(|| {
+            let request = agent()
+                .post(&url)
+                .header("Content-Type", "application/json");
+            let mut resp = request.send("{}").ok()?;
+            let code = resp.status().as_u16();
+            let body = resp.body_mut().read_json::<Value>().ok()?;
+            Some((code, body))
+        })
     }
 
     /// This node's `/ha/status` body, if it answers.
@@ -203,12 +262,77 @@ impl Node {
             .unwrap_or(0)
     }
 
+    /// Every membership change this node has logged so far, oldest first (restarts included).
+    pub fn changes(&self) -> Vec<Change> {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        text.lines().filter_map(Change::parse).collect()
+    }
+
     /// The last `lines` lines of this node's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// One `membership changed` line of a node's log: what it saw happen to one member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// When, in seconds since the Unix epoch (the log line's UTC timestamp).
+    pub at: f64,
+    /// The member whose entry changed.
+    pub member: String,
+    /// Its state before ("NEW" for a member seen for the first time).
+    pub from: String,
+    /// Its state after.
+    pub to: String,
+    /// Its incarnation after.
+    pub incarnation: u64,
+    /// Why, as logged ("probe failed", "gossip from n2", "refuted", ...).
+    pub reason: String,
+}
+
+impl Change {
+    /// Parses a text-format log line; None for any other line.
+    pub fn parse(line: &str) -> Option<Change> {
+        let (_, fields) = line.split_once("membership changed ")?;
+        // `reason` is last and may hold spaces; the fields before it do not.
+        let (head, reason) = fields.split_once(" reason=")?;
+        let field = |key: &str| {
+            head.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        Some(Change {
+            at: log_time(line.split_whitespace().next()?)?,
+            member: field("member")?,
+            from: field("from")?,
+            to: field("to")?,
+            incarnation: field("incarnation")?.parse().ok()?,
+            reason: reason.trim().to_string(),
+        })
+    }
+}
+
+/// Seconds since the Unix epoch of a log timestamp such as `2026-12-02T14:08:00.919697Z`.
+fn log_time(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.splitn(3, ':');
+    let h: f64 = hms.next()?.parse().ok()?;
+    let min: f64 = hms.next()?.parse().ok()?;
+    let sec: f64 = hms.next()?.parse().ok()?;
+    // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's
+    // days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
 }
 
 impl Drop for Node {

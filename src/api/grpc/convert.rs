@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::pb;
 use crate::runtime::events::reason_text;
+use crate::runtime::keys::KeyReport;
 use crate::runtime::{SequencedEvent, Snapshot};
 use crate::swim::{Event, MemberState, MemberView};
 
@@ -88,6 +89,34 @@ pub fn event_message(event: &SequencedEvent, now: Instant) -> pb::WatchMembershi
     };
     pb::WatchMembershipResponse {
         event: Some(message),
+    }
+}
+
+/// A keyring command's report as the API's message.
+pub fn key_report(report: &KeyReport) -> pb::KeyReport {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::KeyReport {
+        op: report.op.as_str().to_string(),
+        version: report.version,
+        members: count(report.members),
+        acknowledged: count(report.acknowledged),
+        failed: report
+            .failed
+            .iter()
+            .map(|f| pb::MemberFailure {
+                name: f.name.clone(),
+                error: f.error.clone(),
+            })
+            .collect(),
+        keys: report
+            .keys
+            .iter()
+            .map(|k| pb::KeyCount {
+                id: k.id.clone(),
+                members: count(k.members),
+                primary_at: count(k.primary_at),
+            })
+            .collect(),
     }
 }
 

@@ -33,7 +33,6 @@
 mod convert;
 mod watch;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -44,9 +43,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use super::auth::{Access, Denied};
+use super::keys::{ask, Unanswered};
 use crate::runtime::driver::SetTagsRefused;
+use crate::runtime::trust::{KeyChange, KeyRef};
 use crate::runtime::{Command, EventFeed};
-use crate::swim::codec::{MAX_TAGS, MAX_TAG_BYTES};
+use crate::seal::Key;
 use pb::membership_server::{Membership, MembershipServer};
 
 /// Messages and tonic client/server code generated from `proto/client.proto`.
@@ -60,21 +62,42 @@ pub mod pb {
 pub struct MembershipService {
     feed: EventFeed,
     commands: mpsc::Sender<Command>,
-    allow_remote_shutdown: bool,
+    access: Access,
 }
 
 impl MembershipService {
-    /// A service over the node's event feed and command channel. `allow_remote_shutdown` lets
-    /// non-loopback callers use `Leave` (as `--allow-remote-shutdown` does for HTTP).
-    pub fn new(
-        feed: EventFeed,
-        commands: mpsc::Sender<Command>,
-        allow_remote_shutdown: bool,
-    ) -> Self {
+    /// A service over the node's event feed and command channel; `access` decides who may
+    /// make the calls that change the node (as for HTTP).
+    pub fn new(feed: EventFeed, commands: mpsc::Sender<Command>, access: Access) -> Self {
         MembershipService {
             feed,
             commands,
-            allow_remote_shutdown,
+            access,
+        }
+    }
+
+    /// Refuses a call that changes the node unless the access policy allows its caller.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let peer = peer_of(request);
+        self.access.check(peer, authorization).map_err(|denied| {
+            tracing::warn!(?peer, "refused a mutating gRPC call");
+            match denied {
+                Denied::RemoteWithoutToken => Status::permission_denied(denied.message()),
+                Denied::BadToken => Status::unauthenticated(denied.message()),
+            }
+        })
+    }
+
+    /// Runs a keyring command for a gRPC caller.
+    async fn keys(&self, change: Option<KeyChange>) -> Result<Response<pb::KeyReport>, Status> {
+        match ask(&self.commands, change).await {
+            Ok(report) => Ok(Response::new(convert::key_report(&report))),
+            Err(Unanswered::Gone) => Err(driver_gone()),
+            Err(Unanswered::Refused(reason)) => Err(Status::failed_precondition(reason)),
         }
     }
 }
@@ -82,38 +105,11 @@ impl MembershipService {
 /// Adds the gRPC service's routes to `router` (which keeps its own routes and fallbacks).
 pub fn add_routes(router: Router, service: MembershipService) -> Router {
     type Server = MembershipServer<MembershipService>;
+    let server = MembershipServer::new(service).max_decoding_message_size(super::MAX_BODY_BYTES);
     router.route_service(
         &format!("/{}/{{*method}}", <Server as NamedService>::NAME),
-        MembershipServer::new(service),
+        server,
     )
-}
-
-/// Checks tags against the limits the wire format enforces, so peers never drop our update.
-fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), Status> {
-    if tags.len() > MAX_TAGS {
-        return Err(Status::invalid_argument(format!(
-            "{} tags given; at most {MAX_TAGS} allowed",
-            tags.len()
-        )));
-    }
-    for (key, value) in tags {
-        if key.is_empty() {
-            return Err(Status::invalid_argument("tag keys must not be empty"));
-        }
-        if key.len() > MAX_TAG_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "tag key of {} bytes; at most {MAX_TAG_BYTES} allowed",
-                key.len()
-            )));
-        }
-        if value.len() > MAX_TAG_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "value of tag {key:?} has {} bytes; at most {MAX_TAG_BYTES} allowed",
-                value.len()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The caller's address, from axum's `ConnectInfo` (tonic's `remote_addr()` is only set by
@@ -123,11 +119,6 @@ fn peer_of<T>(request: &Request<T>) -> Option<SocketAddr> {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
-}
-
-/// Whether a caller at `peer` may make this node leave; an unknown caller counts as remote.
-fn leave_allowed(peer: Option<SocketAddr>, allow_remote: bool) -> bool {
-    allow_remote || peer.is_some_and(|p| p.ip().is_loopback())
 }
 
 fn driver_gone() -> Status {
@@ -159,8 +150,8 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::SetTagsRequest>,
     ) -> Result<Response<pb::SetTagsResponse>, Status> {
+        self.authorize(&request)?;
         let tags = request.into_inner().tags;
-        validate_tags(&tags)?;
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::SetTags { tags, reply })
@@ -174,6 +165,7 @@ impl Membership for MembershipService {
             Err(SetTagsRefused::Leaving) => Err(Status::failed_precondition(
                 "node is leaving; its tags can no longer change",
             )),
+            Err(SetTagsRefused::Invalid(err)) => Err(Status::invalid_argument(err.to_string())),
         }
     }
 
@@ -181,19 +173,49 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
-        let peer = peer_of(&request);
-        if !leave_allowed(peer, self.allow_remote_shutdown) {
-            tracing::warn!(?peer, "refused gRPC leave from a remote caller");
-            return Err(Status::permission_denied(
-                "leave is only accepted from loopback (start with --allow-remote-shutdown)",
-            ));
-        }
-        tracing::info!(?peer, "leave requested over gRPC");
+        self.authorize(&request)?;
+        tracing::info!(peer = ?peer_of(&request), "leave requested over gRPC");
         self.commands
             .send(Command::Leave)
             .await
             .map_err(|_| driver_gone())?;
         Ok(Response::new(pb::LeaveResponse {}))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::KeyReport>, Status> {
+        self.authorize(&request)?;
+        self.keys(None).await
+    }
+
+    async fn install_key(
+        &self,
+        request: Request<pb::KeyRequest>,
+    ) -> Result<Response<pb::KeyReport>, Status> {
+        self.authorize(&request)?;
+        let key = Key::from_base64(&request.into_inner().key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.keys(Some(KeyChange::Install(key))).await
+    }
+
+    async fn use_key(
+        &self,
+        request: Request<pb::KeyRequest>,
+    ) -> Result<Response<pb::KeyReport>, Status> {
+        self.authorize(&request)?;
+        let key = KeyRef::parse(&request.into_inner().key).map_err(Status::invalid_argument)?;
+        self.keys(Some(KeyChange::Use(key))).await
+    }
+
+    async fn remove_key(
+        &self,
+        request: Request<pb::KeyRequest>,
+    ) -> Result<Response<pb::KeyReport>, Status> {
+        self.authorize(&request)?;
+        let key = KeyRef::parse(&request.into_inner().key).map_err(Status::invalid_argument)?;
+        self.keys(Some(KeyChange::Remove(key))).await
     }
 }
 

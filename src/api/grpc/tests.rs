@@ -1,4 +1,4 @@
-//! Service tests: tag limits, the leave gate, commands sent to a fake driver, and one server on
+//! Service tests: the leave gate, commands sent to a fake driver, and one server on
 //! 127.0.0.1:0 answering both HTTP/1.1 and gRPC on the same port.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use tonic::Code;
 
 use super::pb::membership_client::MembershipClient;
 use super::*;
-use crate::api::{self, ApiState};
+use crate::api::{self, Access, ApiState};
 use crate::runtime::Snapshot;
 use crate::swim::{MemberState, MemberView, NodeMeta};
 
@@ -29,12 +29,12 @@ fn local() -> MemberView {
 }
 
 /// A service over a fixed snapshot, and the receiving end of its command channel.
-fn service(allow_remote: bool) -> (MembershipService, mpsc::Receiver<Command>, FakeFeed) {
+fn service(access: Access) -> (MembershipService, mpsc::Receiver<Command>, FakeFeed) {
     let (snapshots_tx, snapshots) = watch::channel(Snapshot::of_local(local(), Instant::now()));
     let (events, _) = broadcast::channel(16);
     let (commands, command_rx) = mpsc::channel(4);
     let feed = EventFeed::new(snapshots.clone(), events);
-    let svc = MembershipService::new(feed, commands, allow_remote);
+    let svc = MembershipService::new(feed, commands, access);
     (
         svc,
         command_rx,
@@ -58,81 +58,97 @@ fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn from(addr: &str, message: pb::LeaveRequest) -> Request<pb::LeaveRequest> {
+fn from<T>(addr: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     let addr: SocketAddr = addr.parse().expect("literal address");
     request.extensions_mut().insert(ConnectInfo(addr));
     request
 }
 
-#[test]
-fn tags_within_the_wire_limits_pass_and_others_are_invalid() {
-    let long = "k".repeat(MAX_TAG_BYTES + 1);
-    let many: BTreeMap<String, String> = (0..=MAX_TAGS)
-        .map(|i| (format!("k{i}"), String::new()))
-        .collect();
-    let cases: Vec<(&str, BTreeMap<String, String>, bool)> = vec![
-        ("none", tags(&[]), true),
-        ("ordinary", tags(&[("role", "gateway"), ("tier", "")]), true),
-        ("longest key", tags(&[(&long[1..], "v")]), true),
-        ("empty key", tags(&[("", "v")]), false),
-        ("key too long", tags(&[(&long, "v")]), false),
-        ("value too long", tags(&[("k", &long)]), false),
-        ("too many", many, false),
+/// A request from a loopback caller (allowed to change the node).
+fn loopback<T>(message: T) -> Request<T> {
+    from("127.0.0.1:5000", message)
+}
+
+const TOKEN: &str = "0123456789abcdef-grpc";
+
+fn with_token() -> Access {
+    Access::with_token(TOKEN).expect("token")
+}
+
+/// A leave request from `addr` with `token` as bearer metadata.
+fn leave_from(addr: &str, token: Option<&str>) -> Request<pb::LeaveRequest> {
+    let mut request = from(addr, pb::LeaveRequest {});
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("metadata value");
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+#[tokio::test]
+async fn mutating_calls_need_loopback_or_the_token() {
+    // (agent's policy, caller, bearer token, outcome)
+    let cases = [
+        (Access::loopback_only(), "127.0.0.1:5000", None, Ok(())),
+        (Access::loopback_only(), "[::1]:5000", None, Ok(())),
+        (
+            Access::loopback_only(),
+            "10.1.2.3:5000",
+            Some(TOKEN),
+            Err(Code::PermissionDenied),
+        ),
+        (with_token(), "10.1.2.3:5000", Some(TOKEN), Ok(())),
+        (
+            with_token(),
+            "10.1.2.3:5000",
+            Some("wrong"),
+            Err(Code::Unauthenticated),
+        ),
+        (
+            with_token(),
+            "10.1.2.3:5000",
+            None,
+            Err(Code::Unauthenticated),
+        ),
     ];
-    for (name, tags, ok) in cases {
-        match validate_tags(&tags) {
-            Ok(()) => assert!(ok, "{name}: accepted"),
-            Err(status) => {
-                assert!(!ok, "{name}: refused: {status}");
-                assert_eq!(status.code(), Code::InvalidArgument, "{name}");
-            }
+    for (access, caller, token, want) in cases {
+        let (svc, mut commands, _feed) = service(access);
+        let what = format!("{caller} with {token:?}");
+        let result = svc.leave(leave_from(caller, token)).await;
+        assert_eq!(
+            result.as_ref().map(|_| ()).map_err(Status::code),
+            want,
+            "{what}"
+        );
+        let sent = commands.try_recv().is_ok();
+        assert_eq!(sent, want.is_ok(), "{what}: command sent only when allowed");
+        // SetTags is gated the same way (checked before anything reaches the driver).
+        let mut set = Request::new(pb::SetTagsRequest::default());
+        *set.extensions_mut() = leave_from(caller, token).extensions().clone();
+        *set.metadata_mut() = leave_from(caller, token).metadata().clone();
+        if want.is_err() {
+            let refused = svc.set_tags(set).await.expect_err("refused");
+            assert_eq!(Err(refused.code()), want, "{what}: SetTags");
+            assert!(
+                commands.try_recv().is_err(),
+                "{what}: nothing sent for SetTags"
+            );
         }
     }
 }
 
-#[test]
-fn leave_only_from_loopback_unless_remote_allowed() {
-    let local = "127.0.0.1:5000".parse().ok();
-    let local6 = "[::1]:5000".parse().ok();
-    let remote = "10.1.2.3:5000".parse().ok();
-    assert!(leave_allowed(local, false));
-    assert!(leave_allowed(local6, false));
-    assert!(!leave_allowed(remote, false));
-    assert!(!leave_allowed(None, false));
-    assert!(leave_allowed(remote, true));
-    assert!(leave_allowed(None, true));
-}
-
-#[tokio::test]
-async fn leave_sends_the_command_for_loopback_and_refuses_remote_callers() {
-    let (svc, mut commands, _feed) = service(false);
-    let refused = svc
-        .leave(from("10.1.2.3:5000", pb::LeaveRequest {}))
-        .await
-        .expect_err("remote caller refused");
-    assert_eq!(refused.code(), Code::PermissionDenied);
-    assert!(commands.try_recv().is_err(), "nothing sent for a refusal");
-
-    svc.leave(from("127.0.0.1:5000", pb::LeaveRequest {}))
-        .await
-        .expect("loopback caller accepted");
-    assert!(matches!(commands.try_recv(), Ok(Command::Leave)));
-
-    let (remote_ok, mut commands, _feed) = service(true);
-    remote_ok
-        .leave(from("10.1.2.3:5000", pb::LeaveRequest {}))
-        .await
-        .expect("allowed by flag");
-    assert!(matches!(commands.try_recv(), Ok(Command::Leave)));
-}
-
 #[tokio::test]
 async fn set_tags_returns_the_drivers_incarnation_and_maps_refusals() {
-    let (svc, mut commands, _feed) = service(false);
+    let (svc, mut commands, _feed) = service(Access::loopback_only());
     let driver = tokio::spawn(async move {
         let mut seen = Vec::new();
-        for answer in [Ok(7), Err(SetTagsRefused::Leaving)] {
+        let invalid = crate::swim::limits::check_tags(&tags(&[("", "x")])).expect_err("empty key");
+        for answer in [
+            Ok(7),
+            Err(SetTagsRefused::Leaving),
+            Err(SetTagsRefused::Invalid(invalid)),
+        ] {
             match commands.recv().await {
                 Some(Command::SetTags { tags, reply }) => {
                     seen.push(tags);
@@ -147,32 +163,37 @@ async fn set_tags_returns_the_drivers_incarnation_and_maps_refusals() {
         tags: tags(&[("role", "gw")]),
     };
     let answer = svc
-        .set_tags(Request::new(request.clone()))
+        .set_tags(loopback(request.clone()))
         .await
         .expect("accepted");
     assert_eq!(answer.into_inner().incarnation, 7);
-    let refused = svc
-        .set_tags(Request::new(request))
-        .await
-        .expect_err("leaving");
+    let refused = svc.set_tags(loopback(request)).await.expect_err("leaving");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     let bad = svc
-        .set_tags(Request::new(pb::SetTagsRequest {
+        .set_tags(loopback(pb::SetTagsRequest {
             tags: tags(&[("", "x")]),
         }))
         .await
         .expect_err("bad key");
     assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("tag key must not be empty"), "{bad}");
     let seen = driver.await.expect("fake driver");
-    assert_eq!(seen, [tags(&[("role", "gw")]), tags(&[("role", "gw")])]);
+    assert_eq!(
+        seen,
+        [
+            tags(&[("role", "gw")]),
+            tags(&[("role", "gw")]),
+            tags(&[("", "x")])
+        ]
+    );
 }
 
 #[tokio::test]
 async fn set_tags_reports_unavailable_once_the_driver_is_gone() {
-    let (svc, commands, _feed) = service(false);
+    let (svc, commands, _feed) = service(Access::loopback_only());
     drop(commands);
     let status = svc
-        .set_tags(Request::new(pb::SetTagsRequest::default()))
+        .set_tags(loopback(pb::SetTagsRequest::default()))
         .await
         .expect_err("no driver");
     assert_eq!(status.code(), Code::Unavailable);
@@ -182,14 +203,15 @@ async fn set_tags_reports_unavailable_once_the_driver_is_gone() {
 /// HTTP/2 lists members and starts a watch on the same port.
 #[tokio::test]
 async fn http_and_grpc_share_one_port() {
-    let (svc, commands, feed) = service(false);
+    let (svc, commands, feed) = service(Access::loopback_only());
     let _commands = commands;
     let (http_commands, _http_rx) = mpsc::channel(4);
     let state = ApiState {
         snapshots: feed.snapshots.clone(),
         commands: http_commands,
-        allow_remote_shutdown: false,
+        access: Access::loopback_only(),
         metrics: Default::default(),
+        server: Default::default(),
     };
     let listener = api::bind("127.0.0.1:0".parse().expect("addr"))
         .await
@@ -199,6 +221,7 @@ async fn http_and_grpc_share_one_port() {
         listener,
         state,
         svc,
+        None,
         std::future::pending(),
     ));
 
@@ -280,9 +303,10 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
         leave_timeout: Duration::from_secs(1),
         exchange_timeout: Duration::from_secs(1),
         seed_refresh_interval: Duration::ZERO,
+        trust: crate::runtime::TrustConfig::default(),
     };
     let runtime = Runtime::start(config).await.expect("runtime starts");
-    let svc = MembershipService::new(runtime.feed(), runtime.commands(), false);
+    let svc = MembershipService::new(runtime.feed(), runtime.commands(), Access::loopback_only());
     let mut snapshots = runtime.snapshots();
     tokio::time::timeout(
         WAIT,
@@ -305,7 +329,7 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
     };
 
     let incarnation = svc
-        .set_tags(Request::new(pb::SetTagsRequest {
+        .set_tags(loopback(pb::SetTagsRequest {
             tags: tags(&[("role", "gw")]),
         }))
         .await

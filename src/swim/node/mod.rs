@@ -17,15 +17,17 @@ use rand::{Rng, SeedableRng};
 use super::awareness::Awareness;
 use super::broadcast::{retransmit_limit, BroadcastQueue};
 use super::codec::{self, Body};
+use super::limits::{self, LimitError};
 use super::members::{share_meta, Member, Members, NameInterner};
 use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
 use super::state::{is_reachable, Update};
 use super::timers::{DeadlineQueue, Timer, TimerTable};
 use super::{
-    ChangeReason, Config, DropReason, Event, Identity, MemberState, MemberView, NodeMeta, Stats,
-    Transmit,
+    ChangeReason, Config, DropReason, Event, Identity, MemberState, MemberView, NodeMeta, Refusal,
+    Stats, Transmit,
 };
 use crate::wire;
+use inbound::Origin;
 
 /// The leave announcement still being spread.
 #[derive(Clone, Debug)]
@@ -47,6 +49,35 @@ pub struct KnownMember {
     pub incarnation: u64,
     /// Its region, zone and tags.
     pub meta: NodeMeta,
+}
+
+/// What a datagram carries besides its body.
+#[derive(Debug)]
+enum Piggyback<'a> {
+    /// `first`, then pending updates from the broadcast queue (the one about `buddy` first),
+    /// up to the datagram size; only the queued ones count as transmissions of the queue.
+    Queue {
+        first: Vec<wire::MemberUpdate>,
+        buddy: Option<&'a str>,
+    },
+    /// Exactly these facts and nothing from the queue: an urgent fact stays a small datagram
+    /// however full the queue is, and an answer to a stranger carries no gossip.
+    Only(&'a [wire::MemberUpdate]),
+}
+
+impl<'a> Piggyback<'a> {
+    /// Pending updates only, the one about `buddy` first.
+    fn queue(buddy: Option<&'a str>) -> Self {
+        Piggyback::Queue {
+            first: Vec::new(),
+            buddy,
+        }
+    }
+
+    /// `first` ahead of the pending updates.
+    fn first(first: Vec<wire::MemberUpdate>) -> Self {
+        Piggyback::Queue { first, buddy: None }
+    }
 }
 
 /// Fewest members a leave is announced to at once (if that many are alive), even with
@@ -80,7 +111,16 @@ pub struct Swim {
 
 impl Swim {
     /// Creates a node in state INIT, holding only itself. `rng_seed` seeds all randomness.
-    pub fn new(config: Config, identity: Identity, rng_seed: u64, now: Instant) -> Self {
+    /// Refuses an identity whose name or metadata breaks a [limit](super::limits): peers would
+    /// drop every fact about it, and the node could never join.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Result<Self, LimitError> {
+        limits::check_name(&identity.name)?;
+        limits::check_meta(&identity.meta)?;
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let local = Member {
             name: identity.name.as_str().into(),
@@ -92,7 +132,7 @@ impl Swim {
             suspicion: None,
             is_local: true,
         };
-        Swim {
+        Ok(Swim {
             awareness: Awareness::new(config.awareness_max_multiplier),
             seqs: SeqGen::new(rng.random()),
             config,
@@ -112,7 +152,7 @@ impl Swim {
             push_pulls: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
-        }
+        })
     }
 
     /// Shares member names with the other cores of this process (a simulator running
@@ -185,12 +225,19 @@ impl Swim {
             sender: self.local_name.clone(),
             join: joining,
             members,
+            keyring: None,
         })
     }
 
-    /// Merges a peer's `PushPull` message. If this node is INIT, it is now joined (→ ALIVE) and
-    /// announces itself. Errors when the message is dropped (also counted in stats).
-    pub fn handle_push_pull(&mut self, now: Instant, data: &[u8]) -> Result<(), DropReason> {
+    /// Merges a `PushPull` message from the peer at `from`. If this node is INIT, it is now
+    /// joined (→ ALIVE) and announces itself. Errors when the message is dropped (also counted
+    /// in stats).
+    pub fn handle_push_pull(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
         let msg = match codec::decode_push_pull(data) {
             Ok(msg) => msg,
             Err(reason) => {
@@ -200,12 +247,37 @@ impl Swim {
         };
         self.stats.push_pulls += 1;
         // A joiner's copy of the seed's table is news to nobody: merge it without re-gossip.
-        let gossip = self.members.local().state != MemberState::Init;
+        let regossip = self.members.local().state != MemberState::Init;
         for update in msg.members {
-            self.apply(now, update, &ChangeReason::PushPull, gossip);
+            let update = self.as_suspicion_if_live(update, &msg.sender);
+            let origin = Origin {
+                reason: &ChangeReason::PushPull,
+                regossip,
+                from_subject: update.name == msg.sender && update.addr == from,
+            };
+            self.apply(now, update, origin);
         }
         self.become_alive(now);
         Ok(())
+    }
+
+    /// A DOWN entry of a peer's table about a member we hold ALIVE or SUSPECTED, taken as the
+    /// peer's suspicion of it (memberlist's `mergeState` does the same). After a partition each
+    /// half holds the other DOWN; merging that verbatim would make members DOWN that this node
+    /// never stopped reaching, while a suspicion lets a live member refute before anyone acts.
+    fn as_suspicion_if_live(&self, update: Update, sender: &str) -> Update {
+        let live = self
+            .members
+            .get(&update.name)
+            .is_some_and(|m| !m.is_local && is_reachable(m.state));
+        if update.state != MemberState::Down || !live {
+            return update;
+        }
+        Update {
+            state: MemberState::Suspected,
+            accuser: sender.to_owned(),
+            ..update
+        }
     }
 
     /// Begins a graceful leave: this node → LEAVING, broadcast at once to several members.
@@ -253,9 +325,10 @@ impl Swim {
             .is_some_and(|l| l.told.len() >= l.needed)
     }
 
-    /// Replaces this node's metadata; bumps the incarnation and broadcasts ALIVE.
-    pub fn set_meta(&mut self, now: Instant, meta: NodeMeta) {
-        let _ = now;
+    /// Replaces this node's metadata; bumps the incarnation and broadcasts ALIVE. Refuses
+    /// metadata that breaks a [limit](super::limits), changing nothing.
+    pub fn set_meta(&mut self, now: Instant, meta: NodeMeta) -> Result<(), LimitError> {
+        limits::check_meta(&meta)?;
         let name = self.local_name.clone();
         let prev = self.members.update(&name, |m| {
             m.meta = share_meta(&meta);
@@ -268,6 +341,7 @@ impl Swim {
                 self.broadcast_local(now);
             }
         }
+        Ok(())
     }
 
     /// Next datagram to send, if any.
@@ -422,28 +496,15 @@ impl Swim {
         }
     }
 
-    /// Builds one datagram to `dst`, fills it with pending updates (the one about `buddy`
-    /// first) and queues it. A body-less datagram with nothing to carry is not sent.
-    /// Returns the number of updates carried.
+    /// Builds one datagram to `dst` with `body` and what `piggyback` says it carries, and
+    /// queues it. A body-less datagram with nothing to carry is not sent. Returns the number
+    /// of updates carried.
     fn send(
         &mut self,
         dst: SocketAddr,
         dst_name: Option<&str>,
         body: Option<Body>,
-        buddy: Option<&str>,
-    ) -> usize {
-        self.send_with(dst, dst_name, body, buddy, Vec::new())
-    }
-
-    /// Like [`Swim::send`], with `first` carried ahead of the queued updates (not counted as
-    /// transmissions of the queue).
-    fn send_with(
-        &mut self,
-        dst: SocketAddr,
-        dst_name: Option<&str>,
-        body: Option<Body>,
-        buddy: Option<&str>,
-        first: Vec<wire::MemberUpdate>,
+        piggyback: Piggyback<'_>,
     ) -> usize {
         let mut env = wire::Envelope {
             sender: self.local_name.clone(),
@@ -454,6 +515,10 @@ impl Swim {
             .config
             .max_datagram_size
             .saturating_sub(1 + prost::Message::encoded_len(&env));
+        let (first, queue) = match piggyback {
+            Piggyback::Queue { first, buddy } => (first, Some(buddy)),
+            Piggyback::Only(facts) => (facts.to_vec(), None),
+        };
         for update in first {
             // Never exceed the datagram size, even for a fact with large metadata.
             let len = codec::update_field_len(prost::Message::encoded_len(&update));
@@ -462,40 +527,12 @@ impl Swim {
                 env.updates.push(update);
             }
         }
-        let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
-        let queued = self.broadcasts.fill(budget, buddy, limit);
-        env.updates.extend(queued);
+        if let Some(buddy) = queue {
+            let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
+            env.updates
+                .extend(self.broadcasts.fill(budget, buddy, limit));
+        }
         if env.body.is_none() && env.updates.is_empty() {
-            return 0;
-        }
-        self.transmit(dst, dst_name, env)
-    }
-
-    /// Sends `facts` alone (no body, nothing from the queue) to `dst` at once: an urgent fact
-    /// stays a small datagram, however full the queue is. Returns the number of facts carried.
-    fn send_facts(
-        &mut self,
-        dst: SocketAddr,
-        dst_name: Option<&str>,
-        facts: &[wire::MemberUpdate],
-    ) -> usize {
-        let mut env = wire::Envelope {
-            sender: self.local_name.clone(),
-            body: None,
-            updates: Vec::new(),
-        };
-        let mut budget = self
-            .config
-            .max_datagram_size
-            .saturating_sub(1 + prost::Message::encoded_len(&env));
-        for fact in facts {
-            let len = codec::update_field_len(prost::Message::encoded_len(fact));
-            if len <= budget {
-                budget -= len;
-                env.updates.push(fact.clone());
-            }
-        }
-        if env.updates.is_empty() {
             return 0;
         }
         self.transmit(dst, dst_name, env)
@@ -529,7 +566,8 @@ impl Swim {
         let subject = fact.name.as_str();
         let targets = self.pick(fanout, |m| is_reachable(m.state) && *m.name != *subject);
         for (name, addr) in &targets {
-            self.send_facts(*addr, Some(name), std::slice::from_ref(&wire_fact));
+            let only = Piggyback::Only(std::slice::from_ref(&wire_fact));
+            self.send(*addr, Some(name), None, only);
         }
         targets.len()
     }
@@ -557,6 +595,11 @@ impl Swim {
     /// Counts a dropped datagram or push-pull message.
     fn count_drop(&mut self, reason: DropReason) {
         *self.stats.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// Counts a fact or request refused although its datagram was valid.
+    fn count_refusal(&mut self, refusal: Refusal) {
+        *self.stats.refused.entry(refusal).or_default() += 1;
     }
 
     /// A random duration in `[0, d)`, for desynchronizing periodic timers.

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::Swim;
+use super::inbound::Origin;
+use super::{Piggyback, Swim};
 use crate::swim::codec::{self, Body};
 use crate::swim::probe::{missing_nacks_delta, round_delta, NackWatch, ProbeRound};
 use crate::swim::state::{is_reachable, Update};
@@ -102,9 +103,9 @@ impl Swim {
         match accusation {
             Some(fact) => {
                 self.broadcasts.remove(&name);
-                self.send_with(addr, Some(&name), Some(body), None, vec![fact])
+                self.send(addr, Some(&name), Some(body), Piggyback::first(vec![fact]))
             }
-            None => self.send(addr, Some(&name), Some(body), Some(&name)),
+            None => self.send(addr, Some(&name), Some(body), Piggyback::queue(Some(&name))),
         };
         let timeout = self.awareness.scale(self.config.probe_timeout);
         self.timers.set(Timer::ProbeTimeout, now + timeout);
@@ -125,7 +126,7 @@ impl Swim {
                 target: target.clone(),
                 target_addr,
             };
-            self.send(*addr, Some(name), Some(body), None);
+            self.send(*addr, Some(name), Some(body), Piggyback::queue(None));
         }
         if let Some(round) = self.round.as_mut() {
             round.indirect_sent = helpers.len();
@@ -166,7 +167,12 @@ impl Swim {
         let mut update = target.to_update();
         update.state = MemberState::Suspected;
         update.accuser = self.local_name.clone();
-        if !self.apply(now, update, &ChangeReason::ProbeFailed, true) {
+        let origin = Origin {
+            reason: &ChangeReason::ProbeFailed,
+            regossip: true,
+            from_subject: false,
+        };
+        if !self.apply(now, update, origin) {
             return;
         }
         self.stats.suspicions_raised += 1;
@@ -207,7 +213,7 @@ impl Swim {
                     && now.saturating_duration_since(m.since) < to_the_dead)
         });
         for (name, addr) in targets {
-            if self.send(addr, Some(&name), None, None) == 0 {
+            if self.send(addr, Some(&name), None, Piggyback::queue(None)) == 0 {
                 break;
             }
         }
@@ -255,7 +261,7 @@ impl Swim {
                     let body = Body::Nack {
                         seq: served.requester_seq,
                     };
-                    self.send(served.requester, None, Some(body), None);
+                    self.send(served.requester, None, Some(body), Piggyback::queue(None));
                 }
             }
         }
@@ -319,7 +325,7 @@ impl Swim {
             return;
         };
         let fact = codec::update_to_wire(&fact, false);
-        self.send_facts(addr, Some(name), &[fact]);
+        self.send(addr, Some(name), None, Piggyback::Only(&[fact]));
     }
 
     /// Forgets a DOWN or LEAVING member whose retention time has passed.

@@ -88,7 +88,7 @@ fn set_meta_bumps_incarnation_and_broadcasts() {
         region: "eu".into(),
         ..NodeMeta::default()
     };
-    a.set_meta(t0, meta.clone());
+    a.set_meta(t0, meta.clone()).expect("valid metadata");
     let (_, events) = drain(&mut a);
     assert_eq!((a.local().incarnation, a.local().meta), (2, meta));
     assert!(matches!(
@@ -116,11 +116,11 @@ fn push_pull_joins_and_merges() {
     );
 
     let mut seed = cluster(t0);
-    seed.handle_push_pull(t0, &joiner.push_pull_payload())
+    seed.handle_push_pull(t0, addr(9), &joiner.push_pull_payload())
         .unwrap();
     assert_eq!(seed.member("j").map(|m| m.state), Some(MemberState::Alive));
     joiner
-        .handle_push_pull(t0, &seed.push_pull_payload())
+        .handle_push_pull(t0, addr(1), &seed.push_pull_payload())
         .unwrap();
     let (_, events) = drain(&mut joiner);
     assert_eq!(joiner.local().state, MemberState::Alive);
@@ -152,13 +152,13 @@ fn restarted_node_takes_over_old_entry_on_join() {
     );
     let mut joiner = node("j", 9, t0);
     joiner
-        .handle_push_pull(t0, &seed.push_pull_payload())
+        .handle_push_pull(t0, addr(1), &seed.push_pull_payload())
         .unwrap();
     assert_eq!(
         (joiner.local().state, joiner.local().incarnation),
         (MemberState::Alive, 4)
     );
-    seed.handle_push_pull(t0, &joiner.push_pull_payload())
+    seed.handle_push_pull(t0, addr(9), &joiner.push_pull_payload())
         .unwrap();
     let j = seed.member("j").unwrap();
     assert_eq!(
@@ -243,7 +243,7 @@ fn fuzz_random_bytes_never_panic_and_are_counted() {
             }
         }
         a.handle_datagram(t0, addr(7), &bytes);
-        if a.handle_push_pull(t0, &bytes).is_err() {
+        if a.handle_push_pull(t0, addr(9), &bytes).is_err() {
             push_pull_errors += 1;
         }
     }
@@ -284,4 +284,36 @@ fn saturated_queue_brings_push_pull_forward() {
             assert!(at <= tick + Duration::from_millis(3750), "{:?}", at - tick);
         }
     }
+}
+
+#[test]
+fn identity_and_metadata_beyond_the_limits_are_refused() {
+    let t0 = Instant::now();
+    let identity = |name: &str, zone: &str| Identity {
+        name: name.into(),
+        addr: addr(1),
+        meta: NodeMeta {
+            zone: zone.into(),
+            ..NodeMeta::default()
+        },
+    };
+    let long = "n".repeat(crate::swim::limits::MAX_NAME_BYTES + 1);
+    for (name, zone) in [(long.as_str(), ""), ("a\nb", ""), ("", ""), ("a", "z\u{7}")] {
+        let refused = Swim::new(Config::default(), identity(name, zone), 1, t0);
+        assert!(refused.is_err(), "{name:?}/{zone:?} accepted");
+    }
+    let mut a = cluster(t0);
+    let before = a.local();
+    let mut tags = std::collections::BTreeMap::new();
+    tags.insert("k".to_string(), "v".repeat(1000));
+    let meta = NodeMeta {
+        tags,
+        ..NodeMeta::default()
+    };
+    let err = a.set_meta(t0, meta).expect_err("value too long");
+    assert_eq!(
+        err.to_string(),
+        "value of tag k is 1000 bytes; the limit is 256"
+    );
+    assert_eq!(a.local(), before, "nothing changed");
 }

@@ -19,7 +19,7 @@ fn node(name: &str, i: u8, t0: Instant) -> Swim {
         addr: addr(i),
         meta: NodeMeta::default(),
     };
-    Swim::new(Config::default(), identity, u64::from(i), t0)
+    Swim::new(Config::default(), identity, u64::from(i), t0).expect("valid identity")
 }
 
 fn fact(name: &str, i: u8, inc: u64, state: MemberState) -> wire::MemberUpdate {

@@ -22,7 +22,7 @@ fn six(t0: Instant, config: Config) -> Swim {
         addr: addr(1),
         meta: NodeMeta::default(),
     };
-    let mut a = Swim::new(config, identity, 1, t0);
+    let mut a = Swim::new(config, identity, 1, t0).expect("valid identity");
     a.start_alone(t0);
     let facts = OTHERS
         .iter()
@@ -257,8 +257,9 @@ fn urgent_facts_go_to_the_announce_fanout_at_once_table() {
                     addr: addr(10),
                     meta: NodeMeta::default(),
                 };
-                let mut j = Swim::new(config, identity, 7, t0);
-                j.handle_push_pull(t0, &a.push_pull_payload()).unwrap();
+                let mut j = Swim::new(config, identity, 7, t0).expect("valid identity");
+                j.handle_push_pull(t0, addr(1), &a.push_pull_payload())
+                    .unwrap();
                 (drain(&mut j).0, "j", MemberState::Alive)
             }
             Urgent::Leave => {
@@ -332,8 +333,9 @@ fn first_push_pull_after_a_join_comes_about_one_interval_later() {
             addr: addr(10),
             meta: NodeMeta::default(),
         };
-        let mut j = Swim::new(Config::default(), identity, rng_seed, t0);
-        j.handle_push_pull(t0, &seed.push_pull_payload()).unwrap();
+        let mut j = Swim::new(Config::default(), identity, rng_seed, t0).expect("valid identity");
+        j.handle_push_pull(t0, addr(1), &seed.push_pull_payload())
+            .unwrap();
         let at = j.timers.get(Timer::PushPull).unwrap() - t0;
         assert!(
             at >= interval / 2 && at < interval * 3 / 2,

@@ -1,0 +1,485 @@
+//! Sealing: every SWIM datagram encrypted and authenticated with the cluster keyring.
+//!
+//! A sealed datagram is `[SEALED_VERSION] nonce(12) ciphertext tag(16)`: the plain datagram
+//! (header byte and envelope, as the core builds it) encrypted with ChaCha20-Poly1305 (RFC 8439,
+//! RustCrypto's `chacha20poly1305`) under the primary key, a fresh random nonce per datagram,
+//! and the header byte plus the cluster label as associated data, so a datagram of another
+//! cluster (another label) does not open even under the same key. Opening tries every installed
+//! key, so members that share at least one key always understand each other while a new key is
+//! being rolled out.
+//!
+//! Pure functions over bytes: the caller supplies the nonce (from an OS-seeded CSPRNG in the
+//! runtime, from the seeded RNG in the simulator), so the same code serves both.
+
+pub mod file;
+
+use std::fmt;
+
+use base64::Engine;
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+
+/// Header byte of a sealed datagram. Its 0x40 bit is clear (it is not QUIC) and it differs from
+/// [`crate::swim::codec::WIRE_VERSION`], so a node without a key drops sealed datagrams as an
+/// unknown version and a node with one can tell plain datagrams apart.
+pub const SEALED_VERSION: u8 = 0x02;
+/// Bytes of the random nonce carried in each sealed datagram.
+pub const NONCE_BYTES: usize = 12;
+/// Bytes of the Poly1305 authentication tag.
+pub const TAG_BYTES: usize = 16;
+/// Bytes sealing adds to a datagram: header, nonce and tag.
+pub const OVERHEAD: usize = 1 + NONCE_BYTES + TAG_BYTES;
+/// Bytes of a key.
+pub const KEY_BYTES: usize = 32;
+/// Most keys a keyring holds: rotation needs two or three; more is a mistake, and every extra
+/// key is one more decryption attempt per datagram that opens under none. (All of them must
+/// also fit the server name of a TLS handshake, see `runtime::tls`.)
+pub const MAX_KEYS: usize = 8;
+
+/// A 32-byte cluster key. Its `Debug` shows only its [`KeyId`], never the key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Key([u8; KEY_BYTES]);
+
+/// A short public name for a key (8 bytes of HMAC-SHA256 under the key): tells keys apart in
+/// lists and the TLS handshake without revealing anything about them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; 8]);
+
+/// Why a key could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// Not valid base64.
+    NotBase64,
+    /// Decodes to this many bytes instead of 32.
+    WrongLength(usize),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::NotBase64 => write!(f, "a key must be base64 (as `meshd keygen` prints)"),
+            KeyError::WrongLength(n) => {
+                write!(
+                    f,
+                    "a key must be {KEY_BYTES} bytes, this one decodes to {n}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl Key {
+    /// The key made of these bytes.
+    pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> Self {
+        Key(bytes)
+    }
+
+    /// Reads a base64 key (standard alphabet, padded; surrounding whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| KeyError::NotBase64)?;
+        let bytes: [u8; KEY_BYTES] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::WrongLength(bytes.len()))?;
+        Ok(Key(bytes))
+    }
+
+    /// The key in base64, as `meshd keygen` prints it and the keyring file stores it.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    /// The raw bytes, for deriving other secrets from the key.
+    pub fn as_bytes(&self) -> &[u8; KEY_BYTES] {
+        &self.0
+    }
+
+    /// This key's public name.
+    pub fn id(&self) -> KeyId {
+        let tag = self.derive(b"meshd key id v1");
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&tag[..8]);
+        KeyId(id)
+    }
+
+    /// A secret derived from the key for one purpose (HMAC-SHA256 keyed with it over
+    /// `context`): the same key and context always give the same 32 bytes.
+    pub fn derive(&self, context: &[u8]) -> [u8; 32] {
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let tag = ring::hmac::sign(&mac, context);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.id())
+    }
+}
+
+impl KeyId {
+    /// The id made of these bytes (as carried on the wire).
+    pub fn from_bytes(bytes: [u8; 8]) -> Self {
+        KeyId(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a keyring change is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyringError {
+    /// A keyring needs at least one key.
+    Empty,
+    /// More than [`MAX_KEYS`] keys.
+    TooMany(usize),
+    /// The key is not installed (for `use` and `remove`).
+    NotInstalled(KeyId),
+    /// The primary key cannot be removed; make another key primary first.
+    RemovePrimary(KeyId),
+}
+
+impl fmt::Display for KeyringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyringError::Empty => write!(f, "a keyring needs at least one key"),
+            KeyringError::TooMany(n) => {
+                write!(f, "{n} keys; a keyring holds at most {MAX_KEYS}")
+            }
+            KeyringError::NotInstalled(id) => {
+                write!(f, "key {id} is not installed; install it first")
+            }
+            KeyringError::RemovePrimary(id) => write!(
+                f,
+                "key {id} is the primary key and cannot be removed; make another key primary \
+                 first (`meshd keys use`)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyringError {}
+
+/// Why a datagram did not open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// A plain (unsealed) datagram, or one of an unknown format: this node requires sealing.
+    NotSealed,
+    /// Too short to hold a nonce and a tag.
+    Truncated,
+    /// No installed key opens it (another key or label, or tampered with).
+    Unauthenticated,
+}
+
+/// The installed keys, the first one primary, each with its cipher ready.
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<Key>,
+    ciphers: Vec<ChaCha20Poly1305>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.keys.iter()).finish()
+    }
+}
+
+impl PartialEq for Keyring {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys == other.keys
+    }
+}
+
+impl Eq for Keyring {}
+
+impl Keyring {
+    /// A keyring of `keys`, the first primary; repeated keys are kept once.
+    pub fn new(keys: Vec<Key>) -> Result<Self, KeyringError> {
+        let mut unique: Vec<Key> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if !unique.contains(&key) {
+                unique.push(key);
+            }
+        }
+        if unique.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        if unique.len() > MAX_KEYS {
+            return Err(KeyringError::TooMany(unique.len()));
+        }
+        let ciphers = unique
+            .iter()
+            .map(|k| ChaCha20Poly1305::new(&k.0.into()))
+            .collect();
+        Ok(Keyring {
+            keys: unique,
+            ciphers,
+        })
+    }
+
+    /// The key datagrams are sealed with.
+    pub fn primary(&self) -> &Key {
+        // `new` refuses an empty keyring.
+        &self.keys[0]
+    }
+
+    /// Every installed key, the primary first.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// True when `key` is installed.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// This keyring with `key` installed as a secondary key (unchanged if it already is).
+    pub fn installing(&self, key: Key) -> Result<Self, KeyringError> {
+        let mut keys = self.keys.clone();
+        keys.push(key);
+        Keyring::new(keys)
+    }
+
+    /// This keyring with the installed `key` made primary.
+    pub fn using(&self, key: &Key) -> Result<Self, KeyringError> {
+        if !self.contains(key) {
+            return Err(KeyringError::NotInstalled(key.id()));
+        }
+        let mut keys = vec![key.clone()];
+        keys.extend(self.keys.iter().filter(|k| *k != key).cloned());
+        Keyring::new(keys)
+    }
+
+    /// This keyring without `key`, which must be installed and not primary.
+    pub fn removing(&self, key: &Key) -> Result<Self, KeyringError> {
+        if !self.contains(key) {
+            return Err(KeyringError::NotInstalled(key.id()));
+        }
+        if self.primary() == key {
+            return Err(KeyringError::RemovePrimary(key.id()));
+        }
+        Keyring::new(self.keys.iter().filter(|k| *k != key).cloned().collect())
+    }
+
+    /// Seals a plain datagram under the primary key with `nonce` (which must never repeat
+    /// under one key: draw it from a CSPRNG) and `label` as associated data.
+    pub fn seal(&self, label: &[u8], nonce: [u8; NONCE_BYTES], datagram: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(datagram.len() + OVERHEAD);
+        out.push(SEALED_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(datagram);
+        let aad = associated_data(label);
+        let nonce = Nonce::from(nonce);
+        let body = &mut out[1 + NONCE_BYTES..];
+        // ChaCha20-Poly1305 refuses only messages of more than 256 GiB.
+        match self.ciphers[0].encrypt_inout_detached(&nonce, &aad, body.into()) {
+            Ok(tag) => out.extend_from_slice(&tag),
+            Err(_) => out.clear(),
+        }
+        out
+    }
+
+    /// Opens a sealed datagram with whichever installed key seals it; returns the plain
+    /// datagram.
+    pub fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let Some((&version, rest)) = sealed.split_first() else {
+            return Err(OpenError::NotSealed);
+        };
+        if version != SEALED_VERSION {
+            return Err(OpenError::NotSealed);
+        }
+        if rest.len() < NONCE_BYTES + TAG_BYTES {
+            return Err(OpenError::Truncated);
+        }
+        let (nonce, rest) = rest.split_at(NONCE_BYTES);
+        let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
+        let nonce = Nonce::try_from(nonce).map_err(|_| OpenError::Truncated)?;
+        let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated)?;
+        let aad = associated_data(label);
+        let mut plain = vec![0u8; body.len()];
+        for cipher in &self.ciphers {
+            plain.copy_from_slice(body);
+            let opened = cipher.decrypt_inout_detached(&nonce, &aad, (&mut plain[..]).into(), &tag);
+            if opened.is_ok() {
+                return Ok(plain);
+            }
+        }
+        Err(OpenError::Unauthenticated)
+    }
+}
+
+/// The header byte and the label: what a sealed datagram authenticates besides its body.
+fn associated_data(label: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(1 + label.len());
+    aad.push(SEALED_VERSION);
+    aad.extend_from_slice(label);
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> Key {
+        Key::from_bytes([byte; KEY_BYTES])
+    }
+
+    fn ring(bytes: &[u8]) -> Keyring {
+        Keyring::new(bytes.iter().map(|b| key(*b)).collect()).expect("valid keyring")
+    }
+
+    #[test]
+    fn seal_then_open_round_trips_and_costs_the_overhead() {
+        let ring = ring(&[1, 2]);
+        let plain = b"\x01hello swim";
+        let sealed = ring.seal(b"prod", [7; NONCE_BYTES], plain);
+        assert_eq!(sealed.len(), plain.len() + OVERHEAD);
+        assert_eq!(sealed[0], SEALED_VERSION);
+        assert!(!sealed.windows(5).any(|w| w == b"hello"), "encrypted");
+        assert_eq!(ring.open(b"prod", &sealed).as_deref(), Ok(&plain[..]));
+    }
+
+    #[test]
+    fn opening_tries_every_installed_key() {
+        let old = ring(&[1]);
+        let sealed = old.seal(b"", [0; NONCE_BYTES], b"\x01x");
+        // Rolling out key 2: installed everywhere, primary at some nodes only.
+        let rolled = ring(&[2, 1]);
+        assert_eq!(rolled.open(b"", &sealed).as_deref(), Ok(&b"\x01x"[..]));
+        let back = rolled.seal(b"", [1; NONCE_BYTES], b"\x01y");
+        assert_eq!(ring(&[1, 2]).open(b"", &back).as_deref(), Ok(&b"\x01y"[..]));
+        assert_eq!(old.open(b"", &back), Err(OpenError::Unauthenticated));
+    }
+
+    #[test]
+    fn what_does_not_open_table() {
+        let ring = ring(&[1]);
+        let sealed = ring.seal(b"prod", [9; NONCE_BYTES], b"\x01payload");
+        let mut flipped = sealed.clone();
+        flipped[20] ^= 1;
+        let mut bad_tag = sealed.clone();
+        let last = bad_tag.len() - 1;
+        bad_tag[last] ^= 0x80;
+        // (what, keyring, label, datagram, error)
+        type Case<'a> = (&'a str, Keyring, &'a [u8], Vec<u8>, OpenError);
+        let cases: Vec<Case> = vec![
+            (
+                "other key",
+                self::ring(&[3]),
+                b"prod",
+                sealed.clone(),
+                OpenError::Unauthenticated,
+            ),
+            (
+                "other label",
+                ring.clone(),
+                b"test",
+                sealed.clone(),
+                OpenError::Unauthenticated,
+            ),
+            (
+                "no label",
+                ring.clone(),
+                b"",
+                sealed.clone(),
+                OpenError::Unauthenticated,
+            ),
+            (
+                "flipped bit",
+                ring.clone(),
+                b"prod",
+                flipped,
+                OpenError::Unauthenticated,
+            ),
+            (
+                "bad tag",
+                ring.clone(),
+                b"prod",
+                bad_tag,
+                OpenError::Unauthenticated,
+            ),
+            (
+                "plain",
+                ring.clone(),
+                b"prod",
+                b"\x01plain".to_vec(),
+                OpenError::NotSealed,
+            ),
+            ("empty", ring.clone(), b"prod", vec![], OpenError::NotSealed),
+            (
+                "short",
+                ring.clone(),
+                b"prod",
+                sealed[..20].to_vec(),
+                OpenError::Truncated,
+            ),
+            (
+                "header only",
+                ring.clone(),
+                b"prod",
+                vec![SEALED_VERSION],
+                OpenError::Truncated,
+            ),
+        ];
+        for (what, ring, label, bytes, want) in cases {
+            assert_eq!(ring.open(label, &bytes), Err(want), "{what}");
+        }
+    }
+
+    #[test]
+    fn keys_read_from_base64_and_never_show_in_debug() {
+        let k = key(0xab);
+        let text = k.to_base64();
+        assert_eq!(Key::from_base64(&format!("  {text}\n")), Ok(k.clone()));
+        assert_eq!(Key::from_base64("not base64!"), Err(KeyError::NotBase64));
+        assert_eq!(Key::from_base64("AAAA"), Err(KeyError::WrongLength(3)));
+        let shown = format!("{k:?} {:?}", ring(&[0xab]));
+        assert!(!shown.contains(&text), "{shown}");
+        assert!(shown.contains(&k.id().to_string()), "{shown}");
+        assert_eq!(k.id().to_string().len(), 16);
+        assert_ne!(key(1).id(), key(2).id());
+    }
+
+    #[test]
+    fn keyring_changes_table() {
+        let base = ring(&[1, 2]);
+        assert_eq!(base.installing(key(3)).map(|r| r.keys().len()), Ok(3));
+        assert_eq!(
+            base.installing(key(2)),
+            Ok(base.clone()),
+            "already installed"
+        );
+        assert_eq!(base.using(&key(2)).map(|r| r.primary().clone()), Ok(key(2)));
+        assert_eq!(
+            base.using(&key(9)),
+            Err(KeyringError::NotInstalled(key(9).id()))
+        );
+        assert_eq!(base.removing(&key(2)), Ok(ring(&[1])));
+        assert_eq!(
+            base.removing(&key(1)),
+            Err(KeyringError::RemovePrimary(key(1).id()))
+        );
+        assert_eq!(Keyring::new(vec![]), Err(KeyringError::Empty));
+        let many: Vec<Key> = (0..=MAX_KEYS as u8).map(key).collect();
+        assert_eq!(Keyring::new(many), Err(KeyringError::TooMany(MAX_KEYS + 1)));
+        assert_eq!(ring(&[1, 1, 2]), ring(&[1, 2]), "repeats kept once");
+    }
+}
