@@ -4,18 +4,32 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::Swim;
+use super::{Piggyback, Swim};
 use crate::swim::codec::{self, Body};
+use crate::swim::limits::{MAX_INCARNATION, MAX_INCARNATION_JUMP};
 use crate::swim::members::{share_meta, Member};
 use crate::swim::probe::{record_nacker, AckKind, Served};
 use crate::swim::state::{is_reachable, precedence, Precedence, Update};
 use crate::swim::suspicion::{self, Confirmation, Suspicion};
 use crate::swim::timers::Deadline;
-use crate::swim::{ChangeReason, DropReason, MemberState};
+use crate::swim::{ChangeReason, DropReason, MemberState, Refusal};
 use crate::wire;
 
 /// Most corrections sent back for one datagram (each is small; keeps the reply in budget).
 const MAX_CORRECTIONS: usize = 8;
+
+/// Where a fact came from: what decides whether it is passed on and what it may change.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Origin<'a> {
+    /// Why the change happens, for its event.
+    pub reason: &'a ChangeReason,
+    /// Queue an accepted fact for re-gossip.
+    pub regossip: bool,
+    /// The fact is about its sender itself and was sent from the address it states: the only
+    /// source that may move a live member to another address (memberlist's "conflicting
+    /// address" rule), so nobody can steal a live member's traffic by gossiping about it.
+    pub from_subject: bool,
+}
 
 impl Swim {
     /// Processes one received SWIM datagram (header byte included). Bad input is dropped and
@@ -34,6 +48,9 @@ impl Swim {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
         let sender = datagram.sender;
+        // Judged before the datagram's own facts are merged, so a stranger cannot make itself
+        // known with the very datagram it wants answered.
+        let known = self.is_live_member_at(&sender, from);
         let mut corrections = Vec::new();
         let reason = ChangeReason::Gossip {
             from: sender.clone(),
@@ -43,8 +60,12 @@ impl Swim {
             // Only accusations can need a correction: keep the name only for those.
             let accused = matches!(state, MemberState::Suspected | MemberState::Down)
                 .then(|| update.name.clone());
-            let gossip = !self.is_join_announcement(&sender, &update);
-            self.apply(now, update, &reason, gossip);
+            let origin = Origin {
+                reason: &reason,
+                regossip: !self.is_join_announcement(&sender, &update),
+                from_subject: update.name == sender && update.addr == from,
+            };
+            self.apply(now, update, origin);
             // Checked after merging, so a refutation we just made goes straight back too.
             if let Some(name) = accused {
                 if let Some(newer) = self.correction_for(&name, incarnation, state) {
@@ -52,13 +73,22 @@ impl Swim {
                 }
             }
         }
+        // Nothing but a bare answer goes to an address that is not a member's: whoever forged
+        // the sender address must not be able to make us send a third party more than it sent.
+        if !known {
+            corrections.clear();
+        }
         corrections.truncate(MAX_CORRECTIONS);
         match datagram.body {
             None => {}
             Some(Body::Ping { seq, .. }) => {
                 // Corrections ride on the ack rather than in a datagram of their own.
-                let first = std::mem::take(&mut corrections);
-                self.send_with(from, Some(&sender), Some(Body::Ack { seq }), None, first);
+                let piggyback = if known {
+                    Piggyback::first(std::mem::take(&mut corrections))
+                } else {
+                    Piggyback::Only(&[])
+                };
+                self.send(from, Some(&sender), Some(Body::Ack { seq }), piggyback);
             }
             Some(Body::Ack { seq }) => self.on_ack(now, seq, &sender),
             Some(Body::Nack { seq }) => self.on_nack(now, seq, &sender),
@@ -66,13 +96,23 @@ impl Swim {
                 seq,
                 target,
                 target_addr,
-            }) => self.on_ping_req(now, from, seq, target, target_addr),
+            }) if known && self.is_live_member_at(&target, target_addr) => {
+                self.on_ping_req(now, from, seq, target, target_addr)
+            }
+            Some(Body::PingReq { .. }) => self.count_refusal(Refusal::PingReqUnknown),
         }
         if !corrections.is_empty() {
             // The sender spreads an accusation we know is outdated: tell it what we know, or it
             // may declare a live member DOWN after missing a refutation.
-            self.send_with(from, Some(&sender), None, None, corrections);
+            self.send(from, Some(&sender), None, Piggyback::first(corrections));
         }
+    }
+
+    /// True when `name` is another member we hold ALIVE or SUSPECTED at exactly `addr`.
+    fn is_live_member_at(&self, name: &str, addr: SocketAddr) -> bool {
+        self.members
+            .get(name)
+            .is_some_and(|m| !m.is_local && m.addr == addr && is_reachable(m.state))
     }
 
     /// A member we do not know yet telling us itself that it is ALIVE, in a cluster small enough
@@ -134,7 +174,7 @@ impl Swim {
             let body = Body::Ack {
                 seq: served.requester_seq,
             };
-            self.send(served.requester, None, Some(body), None);
+            self.send(served.requester, None, Some(body), Piggyback::queue(None));
         }
         // Any other ack is late or unknown: nothing to do.
     }
@@ -209,67 +249,76 @@ impl Swim {
             seq: our_seq,
             target: target.clone(),
         };
-        self.send(target_addr, Some(&target), Some(body), Some(&target));
+        let piggyback = Piggyback::queue(Some(&target));
+        self.send(target_addr, Some(&target), Some(body), piggyback);
     }
 
     /// Merges one fact with the precedence rules. Accepted changes become events and, when
-    /// `gossip`, are queued for re-broadcast. Returns true when something changed.
-    pub(super) fn apply(
-        &mut self,
-        now: Instant,
-        u: Update,
-        reason: &ChangeReason,
-        gossip: bool,
-    ) -> bool {
+    /// `origin.regossip`, are queued for re-broadcast. Returns true when something changed.
+    pub(super) fn apply(&mut self, now: Instant, u: Update, origin: Origin<'_>) -> bool {
         if u.name == self.local_name {
             return self.apply_about_self(now, u);
         }
         let Some(held) = self.members.get(&u.name) else {
-            return self.add_member(now, u, reason, gossip);
+            return self.add_member(now, u, origin);
         };
+        if u.incarnation > held.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+            // Nobody honest raises an incarnation that far at once; believing it would leave
+            // the member almost nothing to refute with.
+            self.count_refusal(Refusal::IncarnationJump);
+            return false;
+        }
         match precedence((held.incarnation, held.state), (u.incarnation, u.state)) {
             Precedence::Older => false,
             Precedence::Same => {
                 if u.state == MemberState::Suspected {
-                    self.confirm_suspicion(now, &u, gossip)
+                    self.confirm_suspicion(now, &u, origin.regossip)
                 } else {
                     false
                 }
             }
             Precedence::Newer => {
-                self.replace_member(now, u, reason, gossip);
+                // A suspicion says nothing about where the member is.
+                let moves = u.state != MemberState::Suspected && u.addr != held.addr;
+                if moves && is_reachable(held.state) && !origin.from_subject {
+                    // A live member moves only by its own word (a restart at a new address
+                    // announces itself); others must see it DOWN or LEAVING first.
+                    self.count_refusal(Refusal::AddressConflict);
+                    return false;
+                }
+                self.replace_member(now, u, origin);
                 true
             }
         }
     }
 
-    fn add_member(&mut self, now: Instant, u: Update, reason: &ChangeReason, gossip: bool) -> bool {
+    fn add_member(&mut self, now: Instant, u: Update, origin: Origin<'_>) -> bool {
+        if self.members.len() >= self.config.max_members {
+            self.count_refusal(Refusal::TableFull);
+            return false;
+        }
         let name = self.members.name_arc(&u.name);
         let member = Member::remote(name, u.addr, u.state, u.incarnation, &u.meta, now);
         self.members.insert(member, &mut self.rng);
         self.enter_state(now, &u);
-        self.push_event(&u.name, None, reason.clone());
-        if gossip {
+        self.push_event(&u.name, None, origin.reason.clone());
+        if origin.regossip {
             self.broadcast(now, &u);
         }
         true
     }
 
-    fn replace_member(&mut self, now: Instant, u: Update, reason: &ChangeReason, gossip: bool) {
+    fn replace_member(&mut self, now: Instant, u: Update, origin: Origin<'_>) {
         let Some(prev) = self.members.update(&u.name, |m| {
             let prev = m.state;
-            // ALIVE at a newer incarnation may come from a new address (restarted pod) with new
-            // meta; DOWN and LEAVING entries may move too. A suspicion says nothing about either.
-            match u.state {
-                MemberState::Alive => {
-                    m.addr = u.addr;
-                    // Compare before allocating: most ALIVE facts repeat the metadata we hold.
-                    if *m.meta != u.meta {
-                        m.meta = share_meta(&u.meta);
-                    }
-                }
-                MemberState::Down | MemberState::Leaving => m.addr = u.addr,
-                _ => {}
+            // `apply` has checked that this fact may move the member; a suspicion never does,
+            // and only ALIVE facts carry metadata.
+            if u.state != MemberState::Suspected {
+                m.addr = u.addr;
+            }
+            // Compare before allocating: most ALIVE facts repeat the metadata we hold.
+            if u.state == MemberState::Alive && *m.meta != u.meta {
+                m.meta = share_meta(&u.meta);
             }
             if prev != u.state {
                 m.since = now;
@@ -285,8 +334,8 @@ impl Swim {
         if prev != u.state || u.state == MemberState::Suspected {
             self.enter_state(now, &u);
         }
-        self.push_event(&u.name, Some(prev), reason.clone());
-        if gossip {
+        self.push_event(&u.name, Some(prev), origin.reason.clone());
+        if origin.regossip {
             let current = self.members.get(&u.name).map(Member::to_update);
             if let Some(current) = current {
                 self.broadcast(now, &current);
@@ -302,7 +351,7 @@ impl Swim {
                 let bounds = suspicion::bounds(&self.config, n);
                 let k = suspicion::expected_confirmations(self.config.indirect_checks, n);
                 let accuser = if u.accuser.is_empty() {
-                    "?"
+                    ""
                 } else {
                     u.accuser.as_str()
                 };
@@ -350,6 +399,12 @@ impl Swim {
         if local.state == MemberState::Leaving {
             return false;
         }
+        // While joining, anything goes: the cluster may remember a long previous life of ours.
+        let joined = local.state != MemberState::Init;
+        if joined && u.incarnation > local.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+            self.count_refusal(Refusal::IncarnationJump);
+            return false;
+        }
         let conflict = u.incarnation > local.incarnation
             || (u.incarnation == local.incarnation
                 && (u.state != MemberState::Alive
@@ -360,7 +415,8 @@ impl Swim {
         }
         let name = self.local_name.clone();
         let Some(prev) = self.members.update(&name, |m| {
-            m.incarnation = u.incarnation.saturating_add(1);
+            // The codec caps what anyone may claim, so this outbids every believable fact.
+            m.incarnation = u.incarnation.saturating_add(1).min(MAX_INCARNATION);
             m.state
         }) else {
             return false;
@@ -377,8 +433,13 @@ impl Swim {
         self.broadcast_local(now);
         let fact = self.members.local().to_update();
         match u.state {
-            // Everyone may hold us DOWN, and nobody probes a DOWN member: tell many at once.
-            MemberState::Down => {
+            // Everyone may hold us DOWN or LEAVING, and nobody probes such a member; or they
+            // hold us at another address, and a live member moves only by its own word: tell
+            // many at once, ourselves.
+            MemberState::Down | MemberState::Leaving => {
+                self.announce(&fact, self.config.announce_fanout);
+            }
+            MemberState::Alive if u.addr != fact.addr => {
                 self.announce(&fact, self.config.announce_fanout);
             }
             // The accuser's timer is the one that runs out first (it may hold witnesses that
@@ -391,7 +452,7 @@ impl Swim {
                     .map(|m| (m.name.clone(), m.addr));
                 if let Some((accuser, addr)) = accuser {
                     let wire_fact = codec::update_to_wire(&fact, true);
-                    self.send_facts(addr, Some(&accuser), &[wire_fact]);
+                    self.send(addr, Some(&accuser), None, Piggyback::Only(&[wire_fact]));
                 }
             }
             _ => {}
