@@ -178,6 +178,36 @@ proptest! {
     }
 }
 
+/// Found by the fuzz targets: a SUSPECTED fact without an accuser (the wire allows it) made the
+/// node gossip the suspicion with a placeholder accuser that is not a valid name, so its peers
+/// dropped every datagram carrying it, and its whole push-pull table.
+#[test]
+fn a_suspicion_without_accuser_is_passed_on_in_a_form_peers_accept() {
+    let t0 = Instant::now();
+    let mut node = fixture::converged(t0);
+    let mut suspect = fact(
+        fixture::PEERS[1],
+        fixture::peer_addr(1),
+        1,
+        MemberState::Suspected,
+    );
+    suspect.accuser.clear();
+    let datagram = fixture::encode_datagram(&Datagram {
+        sender: fixture::PEERS[0].into(),
+        body: None,
+        updates: vec![suspect],
+    });
+    node.handle_datagram(t0, fixture::peer_addr(0), &datagram);
+    assert_eq!(
+        node.member(fixture::PEERS[1]).map(|m| m.state),
+        Some(MemberState::Suspected)
+    );
+    // Both panic, naming the drop reason, on output a peer would drop.
+    fixture::drain(&mut node);
+    fixture::run_timers(&mut node, t0);
+    codec::decode_push_pull(&node.push_pull_payload()).expect("peers accept the node's table");
+}
+
 // ---- the fuzz targets' seed corpus ----------------------------------------------------------
 
 fn fact(name: &str, addr: SocketAddr, incarnation: u64, state: MemberState) -> Update {
