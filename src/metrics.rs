@@ -297,7 +297,9 @@ fn record_snapshot(s: &Snapshot) {
     counter!("meshd_datagrams_rejected_total", "reason" => "decrypt").absolute(rt.rejected_decrypt);
     counter!("meshd_datagrams_rejected_total", "reason" => "unsealed")
         .absolute(rt.rejected_unsealed);
+    counter!("meshd_datagrams_rejected_total", "reason" => "stale").absolute(rt.rejected_stale);
     gauge!("meshd_keyring_version").set(rt.keyring_version as f64);
+    counter!("meshd_quic_handshakes_failed_total").absolute(rt.quic_handshakes_failed);
     counter!("meshd_socket_errors_total", "op" => "recv").absolute(rt.recv_errors);
     counter!("meshd_socket_errors_total", "op" => "send").absolute(rt.send_errors);
     counter!("meshd_join_rounds_failed_total").absolute(rt.join_rounds_failed);
@@ -387,8 +389,14 @@ fn describe() {
     describe_counter!(
         "meshd_datagrams_rejected_total",
         "Datagrams dropped before decoding because they do not open: decrypt (no installed key \
-         opens it: another key or cluster label, or forged) or unsealed (plain, while this node \
-         requires sealing)"
+         opens it: another key or cluster label, or forged), unsealed (plain, while this node \
+         requires sealing) or stale (sealed over 5 minutes from our clock: replayed, or clock \
+         skew)"
+    );
+    describe_counter!(
+        "meshd_quic_handshakes_failed_total",
+        "QUIC connections refused during the handshake: the peer holds none of our keys (or \
+         runs under another cluster label), shows a foreign certificate, or is no meshd"
     );
     describe_gauge!(
         "meshd_keyring_version",

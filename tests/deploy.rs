@@ -185,7 +185,8 @@ fn meshd_env_flags() -> BTreeSet<String> {
     let flags: BTreeSet<String> = help
         .split("[env: ")
         .skip(1)
-        .filter_map(|rest| rest.split('=').next())
+        // `[env: NAME=value]`, or `[env: NAME]` for a flag whose value is hidden (a key).
+        .filter_map(|rest| rest.split(['=', ']']).next())
         .map(str::to_string)
         .collect();
     assert!(
@@ -306,6 +307,18 @@ fn statefulset_and_sidecar_are_wired_for_meshd() {
         assert_eq!(
             env_value(c, "MESHD_HOST").expect("http host")["value"],
             "0.0.0.0"
+        );
+        // The API is on every interface, so calls that change the node must not be open to
+        // everyone: without a token they are loopback-only, and a token never sits inline.
+        if let Some(token) = env_value(c, "MESHD_API_TOKEN_FILE") {
+            assert!(token["value"].is_string(), "{what}: token file {token}");
+        }
+        // Gossip is sealed, with the key from a Secret, never written in the manifest.
+        let key = env_value(c, "MESHD_ENCRYPT_KEY").expect("a cluster key");
+        assert!(key.get("value").is_none(), "{what}: key inline: {key}");
+        assert!(
+            key["valueFrom"]["secretKeyRef"]["name"].is_string(),
+            "{what}: key from a Secret, got {key}"
         );
 
         let ports: BTreeMap<&str, (&str, u64)> = as_array(&c["ports"])

@@ -275,6 +275,18 @@ impl Driver {
             OpenError::Truncated | OpenError::Unauthenticated => {
                 self.counters.rejected_decrypt += 1
             }
+            OpenError::Stale(skew) => {
+                self.counters.rejected_stale += 1;
+                if self.counters.rejected_stale == 1 {
+                    tracing::warn!(
+                        %from,
+                        seconds = skew,
+                        "a sealed datagram was sent further from our clock than the replay \
+                         window allows: replayed, or this host's clock and the sender's are \
+                         that far apart (check NTP)"
+                    );
+                }
+            }
         }
         self.rejected_since_warning += 1;
         let now = Instant::now();
@@ -744,6 +756,8 @@ impl Driver {
         self.counters.recv_errors = socket.recv_errors.load(Ordering::Relaxed);
         self.counters.quic_bytes_sent = socket.quic_bytes_sent.load(Ordering::Relaxed);
         self.counters.quic_bytes_received = socket.quic_bytes_received.load(Ordering::Relaxed);
+        self.counters.quic_handshakes_failed =
+            socket.quic_handshakes_failed.load(Ordering::Relaxed);
         // The cached list must be what the core holds; checked in debug builds (every test).
         debug_assert_eq!(
             &self.members[..],

@@ -131,6 +131,7 @@ impl Runtime {
             endpoint.clone(),
             push_pull_responder(commands.clone()),
             config.exchange_timeout,
+            socket_counters.quic_handshakes_failed.clone(),
         ));
         let io = DriverIo {
             udp,

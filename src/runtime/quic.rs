@@ -191,8 +191,14 @@ async fn request(connection: &Connection, payload: &[u8]) -> Result<Vec<u8>, Exc
 /// answered with what `respond` returns for its protocol and bytes (`None` resets the stream).
 /// Every connection is bounded by `timeout`; beyond [`MAX_CONCURRENT_SERVES`] new ones are
 /// refused.
-pub async fn serve<F, Fut>(endpoint: Endpoint, respond: F, timeout: Duration)
-where
+/// Handshakes that fail (a peer without any of our keys, a foreign certificate, or no meshd at
+/// all) are counted in `refused`.
+pub async fn serve<F, Fut>(
+    endpoint: Endpoint,
+    respond: F,
+    timeout: Duration,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+) where
     F: Fn(SocketAddr, Protocol, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Option<Vec<u8>>> + Send,
 {
@@ -205,9 +211,20 @@ where
             continue;
         };
         let respond = respond.clone();
+        let refused = refused.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            match tokio::time::timeout(timeout, serve_connection(incoming, respond)).await {
+            let served = async {
+                let connection = match incoming.await {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err(format!("handshake: {e}"));
+                    }
+                };
+                serve_connection(connection, respond).await
+            };
+            match tokio::time::timeout(timeout, served).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::debug!(%peer, error = %err, "push-pull serve failed"),
                 Err(_) => tracing::debug!(%peer, "push-pull serve timed out"),
@@ -216,12 +233,11 @@ where
     }
 }
 
-async fn serve_connection<F, Fut>(incoming: quinn::Incoming, respond: F) -> Result<(), String>
+async fn serve_connection<F, Fut>(connection: Connection, respond: F) -> Result<(), String>
 where
     F: Fn(SocketAddr, Protocol, Vec<u8>) -> Fut,
     Fut: Future<Output = Option<Vec<u8>>>,
 {
-    let connection = incoming.await.map_err(|e| format!("handshake: {e}"))?;
     let peer = connection.remote_address();
     let protocol = protocol_of(&connection);
     let (mut send, mut recv) = connection
@@ -321,6 +337,7 @@ mod tests {
                 Some(reply)
             },
             EXCHANGE_TIMEOUT,
+            Arc::default(),
         ));
     }
 
@@ -332,6 +349,7 @@ mod tests {
             server.endpoint.clone(),
             |_peer, _protocol, _request: Vec<u8>| async move { Some(vec![7; 10]) },
             EXCHANGE_TIMEOUT,
+            Arc::default(),
         ));
         let reply = exchange(
             &client.endpoint,
@@ -425,6 +443,7 @@ mod tests {
             let server = node_with(&keys(server_keys)).await;
             let client = node_with(&keys(client_keys)).await;
             let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let counter = served.clone();
             tokio::spawn(serve(
                 server.endpoint.clone(),
@@ -433,6 +452,7 @@ mod tests {
                     async move { Some(request) }
                 },
                 EXCHANGE_TIMEOUT,
+                refused.clone(),
             ));
             let what = format!("client {client_keys:?} server {server_keys:?}");
             let result = ask(&client, &server, b"table").await;
@@ -474,6 +494,7 @@ mod tests {
             server.endpoint.clone(),
             |_p, _protocol, _r: Vec<u8>| async { None },
             EXCHANGE_TIMEOUT,
+            Arc::default(),
         ));
         let result = ask(&client, &server, b"bad").await;
         assert!(matches!(result, Err(ExchangeError::Read(_))), "{result:?}");

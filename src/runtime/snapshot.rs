@@ -47,6 +47,10 @@ pub struct RuntimeCounters {
     pub rejected_decrypt: u64,
     /// Plain (unsealed) datagrams dropped because this node requires sealing.
     pub rejected_unsealed: u64,
+    /// Authentic sealed datagrams dropped for a send time outside the replay window.
+    pub rejected_stale: u64,
+    /// QUIC handshakes this node's server refused (no common key, a foreign certificate).
+    pub quic_handshakes_failed: u64,
     /// This node's keyring version (0 without a keyring or before any change).
     pub keyring_version: u64,
 }

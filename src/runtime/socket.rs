@@ -83,6 +83,9 @@ pub struct SocketCounters {
     pub quic_bytes_sent: AtomicU64,
     /// UDP payload bytes of QUIC packets received and handed to quinn.
     pub quic_bytes_received: AtomicU64,
+    /// QUIC handshakes refused (no common key, a foreign certificate, not a meshd); shared with
+    /// the QUIC server, which counts them.
+    pub quic_handshakes_failed: Arc<AtomicU64>,
 }
 
 /// The shared UDP socket: quinn's [`AsyncUdpSocket`] plus a SWIM side channel.

@@ -171,13 +171,13 @@ impl Trust {
         };
         let mut nonce = [0u8; NONCE_BYTES];
         self.nonces.fill_bytes(&mut nonce);
-        keyring.seal(&self.label, nonce, &datagram)
+        keyring.seal(&self.label, unix_seconds(), nonce, &datagram)
     }
 
     /// The plain datagram received as `bytes`; in the clear, `bytes` itself.
     pub fn open(&self, bytes: Vec<u8>) -> Result<Vec<u8>, OpenError> {
         match &self.keyring {
-            Some(keyring) => keyring.open(&self.label, &bytes),
+            Some(keyring) => keyring.open(&self.label, unix_seconds(), &bytes),
             None => Ok(bytes),
         }
     }
@@ -303,6 +303,13 @@ impl Trust {
             .map(|k| k.keys().iter().map(Key::id).collect())
             .unwrap_or_default()
     }
+}
+
+/// The wall clock in seconds since the Unix epoch (what sealed datagrams are stamped with).
+fn unix_seconds() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
 fn not_installed(key: &KeyRef) -> String {

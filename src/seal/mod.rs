@@ -1,15 +1,22 @@
 //! Sealing: every SWIM datagram encrypted and authenticated with the cluster keyring.
 //!
-//! A sealed datagram is `[SEALED_VERSION] nonce(12) ciphertext tag(16)`: the plain datagram
-//! (header byte and envelope, as the core builds it) encrypted with ChaCha20-Poly1305 (RFC 8439,
-//! RustCrypto's `chacha20poly1305`) under the primary key, a fresh random nonce per datagram,
-//! and the header byte plus the cluster label as associated data, so a datagram of another
-//! cluster (another label) does not open even under the same key. Opening tries every installed
-//! key, so members that share at least one key always understand each other while a new key is
-//! being rolled out.
+//! A sealed datagram is `[SEALED_VERSION] sent_at(4) nonce(12) ciphertext tag(16)`: the plain
+//! datagram (header byte and envelope, as the core builds it) encrypted with ChaCha20-Poly1305
+//! (RFC 8439, RustCrypto's `chacha20poly1305`) under the primary key, a fresh random nonce per
+//! datagram, and the header byte, the send time and the cluster label as associated data, so a
+//! datagram of another cluster (another label) does not open even under the same key. Opening
+//! tries every installed key, so members that share at least one key always understand each
+//! other while a new key is being rolled out.
+//!
+//! Replays: a datagram older than [`REPLAY_WINDOW_SECS`] (by the receiver's clock, which must
+//! be within that of the sender's) does not open. Within the window a replayed fact is stale
+//! by incarnation: its subject refuted it, left, or was declared DOWN since, and is still
+//! listed (DOWN and LEAVING members stay listed for `--retention`, 10 minutes, longer than the
+//! window), so the precedence rule ignores it. Together they mean a captured datagram cannot
+//! make anyone SUSPECTED, DOWN or LEAVING later, nor bring back a member that was forgotten.
 //!
 //! Pure functions over bytes: the caller supplies the nonce (from an OS-seeded CSPRNG in the
-//! runtime, from the seeded RNG in the simulator), so the same code serves both.
+//! runtime, from the seeded RNG in the simulator) and the time, so the same code serves both.
 
 pub mod file;
 
@@ -23,12 +30,17 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 /// [`crate::swim::codec::WIRE_VERSION`], so a node without a key drops sealed datagrams as an
 /// unknown version and a node with one can tell plain datagrams apart.
 pub const SEALED_VERSION: u8 = 0x02;
+/// Bytes of the send time (seconds since the Unix epoch, big-endian) in each sealed datagram.
+pub const STAMP_BYTES: usize = 4;
 /// Bytes of the random nonce carried in each sealed datagram.
 pub const NONCE_BYTES: usize = 12;
 /// Bytes of the Poly1305 authentication tag.
 pub const TAG_BYTES: usize = 16;
-/// Bytes sealing adds to a datagram: header, nonce and tag.
-pub const OVERHEAD: usize = 1 + NONCE_BYTES + TAG_BYTES;
+/// Bytes sealing adds to a datagram: header, send time, nonce and tag.
+pub const OVERHEAD: usize = 1 + STAMP_BYTES + NONCE_BYTES + TAG_BYTES;
+/// A sealed datagram whose send time is further than this from the receiver's clock does not
+/// open (see the module docs). Shorter than the default `--retention` (600 s).
+pub const REPLAY_WINDOW_SECS: u32 = 300;
 /// Bytes of a key.
 pub const KEY_BYTES: usize = 32;
 /// Most keys a keyring holds: rotation needs two or three; more is a mistake, and every extra
@@ -187,6 +199,9 @@ pub enum OpenError {
     Truncated,
     /// No installed key opens it (another key or label, or tampered with).
     Unauthenticated,
+    /// It opens, but was sealed more than [`REPLAY_WINDOW_SECS`] from now: replayed, or the
+    /// clocks are that far apart. The signed difference, receiver minus sender, in seconds.
+    Stale(i64),
 }
 
 /// The installed keys, the first one primary, each with its cipher ready.
@@ -279,16 +294,24 @@ impl Keyring {
         Keyring::new(self.keys.iter().filter(|k| *k != key).cloned().collect())
     }
 
-    /// Seals a plain datagram under the primary key with `nonce` (which must never repeat
-    /// under one key: draw it from a CSPRNG) and `label` as associated data.
-    pub fn seal(&self, label: &[u8], nonce: [u8; NONCE_BYTES], datagram: &[u8]) -> Vec<u8> {
+    /// Seals a plain datagram under the primary key, stamped `now` (seconds since the Unix
+    /// epoch), with `nonce` (which must never repeat under one key: draw it from a CSPRNG) and
+    /// `label` as associated data.
+    pub fn seal(
+        &self,
+        label: &[u8],
+        now: u32,
+        nonce: [u8; NONCE_BYTES],
+        datagram: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(datagram.len() + OVERHEAD);
         out.push(SEALED_VERSION);
+        out.extend_from_slice(&now.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(datagram);
-        let aad = associated_data(label);
+        let aad = associated_data(label, now);
         let nonce = Nonce::from(nonce);
-        let body = &mut out[1 + NONCE_BYTES..];
+        let body = &mut out[1 + STAMP_BYTES + NONCE_BYTES..];
         // ChaCha20-Poly1305 refuses only messages of more than 256 GiB.
         match self.ciphers[0].encrypt_inout_detached(&nonce, &aad, body.into()) {
             Ok(tag) => out.extend_from_slice(&tag),
@@ -297,28 +320,35 @@ impl Keyring {
         out
     }
 
-    /// Opens a sealed datagram with whichever installed key seals it; returns the plain
-    /// datagram.
-    pub fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+    /// Opens a sealed datagram with whichever installed key seals it, at `now` (seconds since
+    /// the Unix epoch); returns the plain datagram.
+    pub fn open(&self, label: &[u8], now: u32, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         let Some((&version, rest)) = sealed.split_first() else {
             return Err(OpenError::NotSealed);
         };
         if version != SEALED_VERSION {
             return Err(OpenError::NotSealed);
         }
-        if rest.len() < NONCE_BYTES + TAG_BYTES {
+        if rest.len() < STAMP_BYTES + NONCE_BYTES + TAG_BYTES {
             return Err(OpenError::Truncated);
         }
+        let (stamp, rest) = rest.split_at(STAMP_BYTES);
+        let sent = u32::from_be_bytes([stamp[0], stamp[1], stamp[2], stamp[3]]);
         let (nonce, rest) = rest.split_at(NONCE_BYTES);
         let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
         let nonce = Nonce::try_from(nonce).map_err(|_| OpenError::Truncated)?;
         let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated)?;
-        let aad = associated_data(label);
+        let aad = associated_data(label, sent);
         let mut plain = vec![0u8; body.len()];
         for cipher in &self.ciphers {
             plain.copy_from_slice(body);
             let opened = cipher.decrypt_inout_detached(&nonce, &aad, (&mut plain[..]).into(), &tag);
             if opened.is_ok() {
+                // Judged only once authentic: a forged stamp must not pass for a clock problem.
+                let skew = i64::from(now) - i64::from(sent);
+                if skew.unsigned_abs() > u64::from(REPLAY_WINDOW_SECS) {
+                    return Err(OpenError::Stale(skew));
+                }
                 return Ok(plain);
             }
         }
@@ -326,10 +356,12 @@ impl Keyring {
     }
 }
 
-/// The header byte and the label: what a sealed datagram authenticates besides its body.
-fn associated_data(label: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(1 + label.len());
+/// The header byte, the send time and the label: what a sealed datagram authenticates besides
+/// its body.
+fn associated_data(label: &[u8], sent: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(1 + STAMP_BYTES + label.len());
     aad.push(SEALED_VERSION);
+    aad.extend_from_slice(&sent.to_be_bytes());
     aad.extend_from_slice(label);
     aad
 }
@@ -337,6 +369,9 @@ fn associated_data(label: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fixed "now": 2026-12-02, in seconds since the epoch.
+    const T: u32 = 1_796_169_600;
 
     fn key(byte: u8) -> Key {
         Key::from_bytes([byte; KEY_BYTES])
@@ -350,31 +385,36 @@ mod tests {
     fn seal_then_open_round_trips_and_costs_the_overhead() {
         let ring = ring(&[1, 2]);
         let plain = b"\x01hello swim";
-        let sealed = ring.seal(b"prod", [7; NONCE_BYTES], plain);
+        let sealed = ring.seal(b"prod", T, [7; NONCE_BYTES], plain);
         assert_eq!(sealed.len(), plain.len() + OVERHEAD);
         assert_eq!(sealed[0], SEALED_VERSION);
         assert!(!sealed.windows(5).any(|w| w == b"hello"), "encrypted");
-        assert_eq!(ring.open(b"prod", &sealed).as_deref(), Ok(&plain[..]));
+        assert_eq!(ring.open(b"prod", T, &sealed).as_deref(), Ok(&plain[..]));
     }
 
     #[test]
     fn opening_tries_every_installed_key() {
         let old = ring(&[1]);
-        let sealed = old.seal(b"", [0; NONCE_BYTES], b"\x01x");
+        let sealed = old.seal(b"", T, [0; NONCE_BYTES], b"\x01x");
         // Rolling out key 2: installed everywhere, primary at some nodes only.
         let rolled = ring(&[2, 1]);
-        assert_eq!(rolled.open(b"", &sealed).as_deref(), Ok(&b"\x01x"[..]));
-        let back = rolled.seal(b"", [1; NONCE_BYTES], b"\x01y");
-        assert_eq!(ring(&[1, 2]).open(b"", &back).as_deref(), Ok(&b"\x01y"[..]));
-        assert_eq!(old.open(b"", &back), Err(OpenError::Unauthenticated));
+        assert_eq!(rolled.open(b"", T, &sealed).as_deref(), Ok(&b"\x01x"[..]));
+        let back = rolled.seal(b"", T, [1; NONCE_BYTES], b"\x01y");
+        assert_eq!(
+            ring(&[1, 2]).open(b"", T, &back).as_deref(),
+            Ok(&b"\x01y"[..])
+        );
+        assert_eq!(old.open(b"", T, &back), Err(OpenError::Unauthenticated));
     }
 
     #[test]
     fn what_does_not_open_table() {
         let ring = ring(&[1]);
-        let sealed = ring.seal(b"prod", [9; NONCE_BYTES], b"\x01payload");
+        let sealed = ring.seal(b"prod", T, [9; NONCE_BYTES], b"\x01payload");
         let mut flipped = sealed.clone();
-        flipped[20] ^= 1;
+        flipped[24] ^= 1;
+        let mut restamped = sealed.clone();
+        restamped[4] ^= 1; // the send time is authenticated too
         let mut bad_tag = sealed.clone();
         let last = bad_tag.len() - 1;
         bad_tag[last] ^= 0x80;
@@ -440,8 +480,28 @@ mod tests {
             ),
         ];
         for (what, ring, label, bytes, want) in cases {
-            assert_eq!(ring.open(label, &bytes), Err(want), "{what}");
+            assert_eq!(ring.open(label, T, &bytes), Err(want), "{what}");
         }
+    }
+
+    #[test]
+    fn datagrams_older_or_newer_than_the_window_do_not_open() {
+        let ring = ring(&[1]);
+        let sealed = ring.seal(b"", T, [3; NONCE_BYTES], b"\x01x");
+        let w = REPLAY_WINDOW_SECS;
+        assert!(ring.open(b"", T + w, &sealed).is_ok(), "just inside");
+        assert!(
+            ring.open(b"", T - w, &sealed).is_ok(),
+            "sender's clock a little ahead"
+        );
+        assert_eq!(
+            ring.open(b"", T + w + 1, &sealed),
+            Err(OpenError::Stale(i64::from(w) + 1))
+        );
+        assert_eq!(
+            ring.open(b"", T - w - 1, &sealed),
+            Err(OpenError::Stale(-i64::from(w) - 1))
+        );
     }
 
     #[test]
