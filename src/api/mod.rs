@@ -1,5 +1,5 @@
 //! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`, `/ha/keys`, `/metrics`,
-//! and the gRPC client API on the same port.
+//! its own OpenAPI description at `/ha/openapi.json`, and the gRPC client API on the same port.
 //!
 //! Handlers read the latest [`Snapshot`] from a `watch` channel and send [`Command`]s to the
 //! driver; they never touch the core. Every error is JSON `{"error": "..."}`. Mutating routes
@@ -68,11 +68,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/ha/health", get(health::get))
         .route("/ha/status", get(status::get))
         .route("/metrics", get(metrics::get))
+        .route("/ha/openapi.json", get(openapi))
         .merge(mutating)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 description of this API, embedded so the binary serves the spec it was built with.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON,
+    )
 }
 
 /// Binds the HTTP listener; a readable error (e.g. address in use) on failure.

@@ -368,7 +368,7 @@ impl Swim {
                 let bounds = suspicion::bounds(&self.config, n);
                 let k = suspicion::expected_confirmations(self.config.indirect_checks, n);
                 let accuser = if u.accuser.is_empty() {
-                    "?"
+                    ""
                 } else {
                     u.accuser.as_str()
                 };
