@@ -417,6 +417,38 @@ fn seed_http() -> Vec<(&'static str, Vec<u8>)> {
     .collect()
 }
 
+/// Sealed datagrams as a keyed node receives them: under the primary and the second key, one
+/// under a key the fixture does not hold, one too old, and the plain datagrams as they are.
+fn seed_sealed() -> Vec<(&'static str, Vec<u8>)> {
+    use meshd::seal::{Key, Keyring, KEY_BYTES, NONCE_BYTES};
+    let ring = fixture::keyring();
+    let second = Keyring::new(vec![Key::from_bytes([2; KEY_BYTES])]).expect("keyring");
+    let stranger = Keyring::new(vec![Key::from_bytes([9; KEY_BYTES])]).expect("keyring");
+    let mut seeds = Vec::new();
+    for (name, plain) in seed_datagrams().into_iter().take(3) {
+        seeds.push((name, ring.seal(fixture::LABEL, fixture::NOW, [1; NONCE_BYTES], &plain)));
+    }
+    let (_, plain) = seed_datagrams().remove(0);
+    let sealed = |r: &Keyring, at: u32| r.seal(fixture::LABEL, at, [2; NONCE_BYTES], &plain);
+    seeds.push(("second-key", sealed(&second, fixture::NOW)));
+    seeds.push(("stranger-key", sealed(&stranger, fixture::NOW)));
+    seeds.push(("too-old", sealed(&ring, fixture::NOW - 3600)));
+    seeds.push(("plain", plain));
+    seeds
+}
+
+/// Keyring files: valid ones of one and two keys, and the mistakes a person makes.
+fn seed_keyring_files() -> Vec<(&'static str, Vec<u8>)> {
+    let ring = fixture::keyring();
+    vec![
+        ("two-keys", meshd::seal::file::format(&ring).into_bytes()),
+        ("one-key", b"[\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\"]".to_vec()),
+        ("empty-list", b"[]".to_vec()),
+        ("short-key", b"[\"AAAA\"]".to_vec()),
+        ("object", b"{\"keys\": []}".to_vec()),
+    ]
+}
+
 /// Writes `fuzz/corpus/<target>/seed-<name>` for every target; existing seeds are rewritten,
 /// inputs the fuzzer added are kept. Run: `cargo test --test codec_props -- --ignored`.
 #[test]
@@ -427,6 +459,8 @@ fn write_fuzz_seed_corpus() {
         ("datagram", seed_datagrams()),
         ("push_pull", seed_push_pulls()),
         ("http", seed_http()),
+        ("open", seed_sealed()),
+        ("keyring_file", seed_keyring_files()),
     ]);
     for (target, seeds) in targets {
         let dir = corpus.join(target);

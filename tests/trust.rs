@@ -157,7 +157,7 @@ fn report(attack: &str, clear: &str, keyed: &str) {
 #[test]
 fn forged_down_and_leaving_change_nothing_with_a_key() {
     let mut rows = Vec::new();
-    for (mode, subnet) in [(Mode::Clear, 70), (Mode::Keyed, 71)] {
+    for (mode, subnet) in [(Mode::Clear, 86), (Mode::Keyed, 87)] {
         let nodes = cluster("fd", subnet, mode, &[]);
         let (n1, n3) = (&nodes[0], &nodes[2]);
         let attacker = Attacker::new(node_ip(subnet, 200));

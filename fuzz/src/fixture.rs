@@ -145,3 +145,15 @@ pub fn encode_push_pull(p: &PushPull) -> Vec<u8> {
         ..Default::default()
     })
 }
+
+/// The keyring the `open` target opens with: a primary and a second key, as during a rotation.
+pub fn keyring() -> meshd::seal::Keyring {
+    let keys = [1u8, 2].map(|b| meshd::seal::Key::from_bytes([b; meshd::seal::KEY_BYTES]));
+    meshd::seal::Keyring::new(keys.to_vec()).expect("two distinct keys make a keyring")
+}
+
+/// The cluster label the `open` target seals and opens under.
+pub const LABEL: &[u8] = b"fuzz";
+
+/// The receiver's clock of the `open` target (seconds since the epoch): a fixed instant.
+pub const NOW: u32 = 1_796_169_600;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -142,7 +142,8 @@ pub async fn mutating(
         };
         return ApiError::new(status, denied.message()).into_response();
     }
-    if !declares_json(headers) {
+    // A GET (listing keys) has no body to declare; every other mutating call must.
+    if request.method() != Method::GET && !declares_json(headers) {
         state.server.count_not_json();
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

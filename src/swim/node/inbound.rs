@@ -367,14 +367,10 @@ impl Swim {
                 let n = self.members.live_count();
                 let bounds = suspicion::bounds(&self.config, n);
                 let k = suspicion::expected_confirmations(self.config.indirect_checks, n);
-                let accuser = if u.accuser.is_empty() {
-                    ""
-                } else {
-                    u.accuser.as_str()
-                };
-                // Checks no more often than gossip goes out anyway.
+                // An unknown accuser stays empty: whatever stands in for it travels in every
+                // copy of the suspicion, and must be something every codec accepts.
                 let step = self.config.gossip_interval;
-                let s = Suspicion::new(now, accuser, bounds, k, step);
+                let s = Suspicion::new(now, &u.accuser, bounds, k, step);
                 let deadline = s.deadline();
                 self.members
                     .update(&u.name, |m| m.suspicion = Some(Box::new(s)));
