@@ -426,7 +426,10 @@ fn seed_sealed() -> Vec<(&'static str, Vec<u8>)> {
     let stranger = Keyring::new(vec![Key::from_bytes([9; KEY_BYTES])]).expect("keyring");
     let mut seeds = Vec::new();
     for (name, plain) in seed_datagrams().into_iter().take(3) {
-        seeds.push((name, ring.seal(fixture::LABEL, fixture::NOW, [1; NONCE_BYTES], &plain)));
+        seeds.push((
+            name,
+            ring.seal(fixture::LABEL, fixture::NOW, [1; NONCE_BYTES], &plain),
+        ));
     }
     let (_, plain) = seed_datagrams().remove(0);
     let sealed = |r: &Keyring, at: u32| r.seal(fixture::LABEL, at, [2; NONCE_BYTES], &plain);
@@ -442,7 +445,10 @@ fn seed_keyring_files() -> Vec<(&'static str, Vec<u8>)> {
     let ring = fixture::keyring();
     vec![
         ("two-keys", meshd::seal::file::format(&ring).into_bytes()),
-        ("one-key", b"[\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\"]".to_vec()),
+        (
+            "one-key",
+            b"[\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\"]".to_vec(),
+        ),
         ("empty-list", b"[]".to_vec()),
         ("short-key", b"[\"AAAA\"]".to_vec()),
         ("object", b"{\"keys\": []}".to_vec()),

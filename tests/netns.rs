@@ -783,3 +783,110 @@ fn membership_log_lines_parse() {
     assert!((c.at - 1_796_220_480.919_697).abs() < 1e-3, "{}", c.at);
     assert_eq!(Change::parse("INFO meshd: seed refresh"), None);
 }
+
+/// The API from another host: read-only calls answer anyone; a mutating call (`POST
+/// /ha/shutdown`, gRPC `SetTags` and `Leave`) from a caller that is not on loopback is refused
+/// without a token (403 / PERMISSION_DENIED) or with a wrong one (401 / UNAUTHENTICATED), and
+/// accepted with the token. The node serves its API on its own 10.203.8.x address; the caller
+/// runs in the other host's namespace.
+#[test]
+fn remote_api_callers_need_the_token_to_change_a_node() {
+    let Some(lab) = Lab::new("remote", 8, 2, 2) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("meshd-remote-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let token = "remote-api-token-0123456789";
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+    let token_flag = token_file.display().to_string();
+    // Node 1 without a token, node 2 with one.
+    let open = Node::start_in_netns_serving(lab.host(1), "ra1", lab.ip(1), &[], FLAGS);
+    let guarded_flags = [FLAGS, &["--api-token-file", &token_flag]].concat();
+    let guarded = Node::start_in_netns_serving(lab.host(2), "ra2", lab.ip(2), &[], &guarded_flags);
+    let post = |ip: std::net::Ipv4Addr, bearer: Option<&str>| -> u16 {
+        let url = format!("http://{ip}:{HTTP_PORT}/ha/shutdown");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = agent.post(&url).header("Content-Type", "application/json");
+        if let Some(bearer) = bearer {
+            request = request.header("Authorization", &format!("Bearer {bearer}"));
+        }
+        request.send("{}").map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    let status_code = |ip: std::net::Ipv4Addr| -> u16 {
+        let url = format!("http://{ip}:{HTTP_PORT}/ha/status");
+        ureq::get(&url)
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    for node in [&open, &guarded] {
+        wait_until(CONVERGE, || {
+            node.get("/ha/health").is_some_and(|(c, _)| c == 200)
+        })
+        .unwrap_or_else(|| panic!("{} does not answer", node.name));
+    }
+    // From host 2 to node 1 (no token configured), and from host 1 to node 2 (token).
+    let (read, no_token, tags_no_token) = common::netns::run_in(lab.host(2), || {
+        (
+            status_code(lab.ip(1)),
+            post(lab.ip(1), Some(token)),
+            set_tags(lab.ip(1), None),
+        )
+    });
+    assert_eq!(read, 200, "read-only calls stay open");
+    assert_eq!(no_token, 403, "mutations are loopback-only without a token");
+    assert_eq!(tags_no_token, Some(tonic::Code::PermissionDenied));
+    let (wrong, tags_wrong, tags_right, right) = common::netns::run_in(lab.host(1), || {
+        (
+            post(lab.ip(2), Some("wrong-token-0000000000")),
+            set_tags(lab.ip(2), Some("wrong-token-0000000000")),
+            set_tags(lab.ip(2), Some(token)),
+            post(lab.ip(2), Some(token)),
+        )
+    });
+    assert_eq!(wrong, 401);
+    assert_eq!(tags_wrong, Some(tonic::Code::Unauthenticated));
+    assert_eq!(tags_right, None, "SetTags with the token is accepted");
+    assert_eq!(right, 202, "shutdown with the token is accepted");
+    assert!(
+        open.get("/ha/health").is_some_and(|(c, _)| c == 200),
+        "ra1 still up"
+    );
+    eprintln!(
+        "MEASURED attack: mutating API calls from another host | no token configured: \
+         shutdown {no_token}, SetTags {tags_no_token:?} | token configured: wrong token \
+         {wrong} / {tags_wrong:?}, right token {right} / SetTags accepted"
+    );
+    drop((open, guarded));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Calls gRPC `SetTags` on the agent at `ip`; `None` when it succeeds, else the status code.
+fn set_tags(ip: std::net::Ipv4Addr, bearer: Option<&str>) -> Option<tonic::Code> {
+    use meshd::api::grpc::pb::membership_client::MembershipClient;
+    use meshd::api::grpc::pb::SetTagsRequest;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{ip}:{HTTP_PORT}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(2));
+        let channel = endpoint.connect().await.expect("gRPC connects");
+        let mut client = MembershipClient::new(channel);
+        let mut request = tonic::Request::new(SetTagsRequest {
+            tags: [("role".to_string(), "edge".to_string())].into(),
+        });
+        if let Some(bearer) = bearer {
+            let value = format!("Bearer {bearer}").parse().expect("metadata");
+            request.metadata_mut().insert("authorization", value);
+        }
+        client.set_tags(request).await.err().map(|s| s.code())
+    })
+}

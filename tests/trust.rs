@@ -733,3 +733,227 @@ fn a_node_with_the_wrong_key_stays_out_and_says_why() {
         &format!("all three stay out (INIT, 503); the seed counted {refused} refused handshakes; each logged one line naming a key or label mismatch"),
     );
 }
+
+/// Runs `meshd keys …` against `node`'s API; returns (success, stdout + stderr).
+fn keys_cli(node: &Node, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meshd"))
+        .arg("keys")
+        .args(args)
+        .args(["--http-addr", &format!("{}:{HTTP_PORT}", node.ip)])
+        .output()
+        .expect("meshd keys runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The keys of a keyring file, primary first.
+fn file_keys(path: &std::path::Path) -> Vec<Key> {
+    meshd::seal::file::load(path)
+        .expect("keyring file readable")
+        .keys()
+        .to_vec()
+}
+
+/// Online rotation with one node stopped (serf#579): install and use a new key while it is
+/// away; started again with its old keyring file it rejoins (the others still hold the old
+/// key), takes the new keyring from its join and writes it to its file; then the old key is
+/// removed everywhere and everyone still talks.
+#[test]
+fn a_rotation_reaches_a_node_that_was_away_and_the_old_key_can_go() {
+    let subnet = 85;
+    let dir = std::env::temp_dir().join(format!("meshd-rotation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let (old, new) = (key(1), key(2));
+    let file = |i: u8| dir.join(format!("keyring-{i}.json"));
+    let flags = |i: u8| -> Vec<String> {
+        let mut f: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
+        f.extend([
+            "--encrypt-key".into(),
+            old.to_base64(),
+            "--keyring-file".into(),
+            file(i).display().to_string(),
+        ]);
+        f
+    };
+    let seed = SocketAddr::from((node_ip(subnet, 1), MESH_PORT));
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|i| {
+            let seeds = if i == 1 { vec![] } else { vec![seed] };
+            let f = flags(i);
+            let f: Vec<&str> = f.iter().map(String::as_str).collect();
+            Node::start(&format!("kr{i}"), node_ip(subnet, i), &seeds, &f)
+        })
+        .collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_until(Duration::from_secs(20), || all_see_alive(&all, 3)).expect("converge");
+    for i in 1..=3 {
+        assert_eq!(
+            file_keys(&file(i)),
+            [old.clone()],
+            "file {i} created from the key"
+        );
+    }
+
+    nodes[2].kill9();
+    let first_two: Vec<&Node> = nodes[..2].iter().collect();
+    wait_state_everywhere(&first_two, "kr3", "DOWN", Duration::from_secs(30));
+    let (ok, out) = keys_cli(&nodes[0], &["install", &new.to_base64()]);
+    assert!(ok, "install: {out}");
+    assert!(out.contains("install: 2/2 members acknowledged"), "{out}");
+    let (ok, out) = keys_cli(&nodes[0], &["use", &new.id().to_string()]);
+    assert!(ok, "use: {out}");
+    for i in 1..=2 {
+        assert_eq!(
+            file_keys(&file(i)),
+            [new.clone(), old.clone()],
+            "file {i} after use"
+        );
+    }
+    assert_eq!(
+        file_keys(&file(3)),
+        [old.clone()],
+        "the stopped node's file is untouched"
+    );
+
+    nodes[2].restart();
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_until(Duration::from_secs(30), || all_see_alive(&all, 3))
+        .expect("the node that was away rejoins");
+    wait_until(Duration::from_secs(10), || {
+        file_keys(&file(3)) == [new.clone(), old.clone()]
+    })
+    .expect("it took the new keyring and wrote it to its file");
+    let (ok, out) = keys_cli(&nodes[0], &["remove", &old.to_base64()]);
+    assert!(ok, "remove: {out}");
+    assert!(out.contains("remove: 3/3 members acknowledged"), "{out}");
+    let (ok, out) = keys_cli(&nodes[0], &["remove", &new.to_base64()]);
+    assert!(
+        !ok && out.contains("primary"),
+        "removing the primary key: {out}"
+    );
+    for i in 1..=3 {
+        assert_eq!(file_keys(&file(i)), [new.clone()], "file {i} after remove");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file(i))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "file {i} mode");
+        }
+    }
+    // Everyone still talks, under the new key alone: nothing is rejected, nobody is suspected.
+    let rejected = |n: &Node| counter(n, "meshd_datagrams_rejected_total", r#"reason="decrypt""#);
+    let before: Vec<f64> = nodes.iter().map(rejected).collect();
+    let quiet = holds_for(Duration::from_secs(3), || all_see_alive(&all, 3));
+    assert!(quiet, "someone fell out after the old key was removed");
+    let after: Vec<f64> = nodes.iter().map(rejected).collect();
+    assert_eq!(before, after, "datagrams rejected after the rotation");
+    let (ok, out) = keys_cli(&nodes[2], &["list"]);
+    assert!(ok && out.contains(&new.id().to_string()), "list: {out}");
+    report(
+        "key rotation with a member stopped",
+        "(no keyring)",
+        "install and use acknowledged by the 2 live members; the stopped one rejoined with its \
+         old file and took the new keyring from its join; remove acknowledged by 3/3; no \
+         datagram rejected afterwards",
+    );
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// True when the server has closed `stream`: a read gives end-of-file or a reset, rather than
+/// timing out with nothing to read.
+fn closed_by_peer(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Slowloris: 1,050 connections from one address that each send half a request and then
+/// nothing. The API keeps answering `/ha/health` to everyone else throughout; the 64 the
+/// server admits from that address are closed once their headers are overdue (10 s), the rest
+/// at once; both are counted.
+#[test]
+fn half_sent_requests_do_not_silence_the_api() {
+    use std::io::Write;
+    let subnet = 88;
+    let node = Node::start("sl1", node_ip(subnet, 1), &[], FAST);
+    wait_until(Duration::from_secs(10), || {
+        node.get("/ha/health").is_some_and(|(c, _)| c == 200)
+    })
+    .expect("the agent answers");
+    let api = SocketAddr::from((node.ip, HTTP_PORT));
+    let attacker = SocketAddr::from((node_ip(subnet, 200), 0));
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..1050 {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&attacker.into())
+            .expect("bind the attacker's address");
+        if socket
+            .connect_timeout(&api.into(), Duration::from_secs(1))
+            .is_err()
+        {
+            continue; // the listen backlog may be full for a moment: that is the attack working
+        }
+        let mut stream: std::net::TcpStream = socket.into();
+        let _ = stream.write_all(b"GET /ha/health HTTP/1.1\r\nHost: x\r\n");
+        held.push(stream);
+    }
+    let opened = held.len();
+    // Health answers promptly all along, past the header deadline of the admitted ones.
+    let mut slowest = Duration::ZERO;
+    let healthy = holds_for(Duration::from_secs(12), || {
+        let asked = Instant::now();
+        let ok = node.get("/ha/health").is_some_and(|(c, _)| c == 200);
+        slowest = slowest.max(asked.elapsed());
+        ok && asked.elapsed() < Duration::from_secs(1)
+    });
+    assert!(
+        healthy,
+        "/ha/health stopped answering within 1 s (slowest {slowest:?})"
+    );
+    // Every half-sent request's connection is closed by now (read gives EOF or an error).
+    let closed = held.iter_mut().map(closed_by_peer).filter(|c| *c).count();
+    assert_eq!(
+        closed,
+        opened,
+        "half-sent requests still open after {:?}",
+        started.elapsed()
+    );
+    let waited = started.elapsed();
+    let refused = counter(
+        &node,
+        "meshd_http_connections_refused_total",
+        r#"reason="per_ip_cap""#,
+    );
+    let timed_out = counter(&node, "meshd_http_connections_timed_out_total", "");
+    assert!(
+        refused >= (opened - 64) as f64,
+        "refused {refused} of {opened}"
+    );
+    assert!(timed_out >= 64.0, "timed out {timed_out}");
+    eprintln!(
+        "MEASURED slowloris: {opened} half-sent requests from one address: {refused} closed at \
+         once (64 per address), {timed_out} closed for overdue headers; {closed} of them closed \
+         after {:.1}s; /ha/health answered every poll, slowest {:.0} ms",
+        waited.as_secs_f64(),
+        slowest.as_secs_f64() * 1000.0
+    );
+}

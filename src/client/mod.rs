@@ -33,11 +33,11 @@ const EXIT_FAILURE: u8 = 1;
 pub struct Target {
     /// Address of the agent's HTTP API, host:port (the agent's --host and --port)
     #[arg(long, env = "MESHD_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR,
-          value_parser = parse_http_addr)]
+          value_parser = parse_http_addr, global = true)]
     pub http_addr: String,
     /// File holding the agent's API token (its --api-token-file), for commands that change
     /// the node from another host; the token may also come from MESHD_API_TOKEN
-    #[arg(long, env = "MESHD_API_TOKEN_FILE")]
+    #[arg(long, env = "MESHD_API_TOKEN_FILE", global = true)]
     pub api_token_file: Option<std::path::PathBuf>,
 }
 

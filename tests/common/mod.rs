@@ -74,6 +74,18 @@ impl Node {
         Node::start_at(Some(netns), Ipv4Addr::LOCALHOST, name, ip, seeds, extra)
     }
 
+    /// Like [`Node::start_in_netns`], with the HTTP API on `ip` too, so that callers in other
+    /// namespaces reach it as remote (non-loopback) callers.
+    pub fn start_in_netns_serving(
+        netns: &str,
+        name: &str,
+        ip: Ipv4Addr,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Node {
+        Node::start_at(Some(netns), ip, name, ip, seeds, extra)
+    }
+
     fn start_at(
         netns: Option<&str>,
         http_ip: Ipv4Addr,
