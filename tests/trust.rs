@@ -793,7 +793,7 @@ fn a_rotation_reaches_a_node_that_was_away_and_the_old_key_can_go() {
     for i in 1..=3 {
         assert_eq!(
             file_keys(&file(i)),
-            [old.clone()],
+            vec![old.clone()],
             "file {i} created from the key"
         );
     }
@@ -815,7 +815,7 @@ fn a_rotation_reaches_a_node_that_was_away_and_the_old_key_can_go() {
     }
     assert_eq!(
         file_keys(&file(3)),
-        [old.clone()],
+        vec![old.clone()],
         "the stopped node's file is untouched"
     );
 
@@ -836,7 +836,11 @@ fn a_rotation_reaches_a_node_that_was_away_and_the_old_key_can_go() {
         "removing the primary key: {out}"
     );
     for i in 1..=3 {
-        assert_eq!(file_keys(&file(i)), [new.clone()], "file {i} after remove");
+        assert_eq!(
+            file_keys(&file(i)),
+            vec![new.clone()],
+            "file {i} after remove"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
