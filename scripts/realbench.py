@@ -3,7 +3,9 @@
 
 Usage:
     python3 scripts/realbench.py [--nodes 100,200] [--runs 3] [--binary target/release/meshd]
-                                 [--quiet 30] [--crash-only-500]
+                                 [--quiet 30] [--seed S] [--encrypt] [--crash-only-500]
+
+--encrypt gives every agent the same cluster key (MESHD_ENCRYPT_KEY, made with `meshd keygen`).
 
 Per run: node 0 (the seed) starts, then all N-1 joiners at once against it. Measured:
   convergence   last start -> every node lists all N ALIVE (max over nodes of each node's first
@@ -167,8 +169,8 @@ def metrics_all(nodes):
 
 
 class Cluster:
-    def __init__(self, binary, n, workdir):
-        self.binary, self.n, self.workdir = binary, n, workdir
+    def __init__(self, binary, n, workdir, key=None):
+        self.binary, self.n, self.workdir, self.key = binary, n, workdir, key
         self.procs = {}
 
     def start(self, i):
@@ -179,6 +181,8 @@ class Cluster:
         out = open(os.path.join(self.workdir, f"{name(i)}.out"), "wb")
         err = open(os.path.join(self.workdir, f"{name(i)}.err"), "wb")
         env = dict(os.environ, RUST_LOG=os.environ.get("REALBENCH_RUST_LOG", "warn"))
+        if self.key:
+            env["MESHD_ENCRYPT_KEY"] = self.key
         try:
             self.procs[i] = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                              env=env)
@@ -204,10 +208,10 @@ class Cluster:
         return left
 
 
-def one_run(binary, n, quiet_s, rng, crash_only):
+def one_run(binary, n, quiet_s, rng, crash_only, key=None):
     r = {"n": n}
     workdir = tempfile.mkdtemp(prefix=f"realbench-{n}-")
-    c = Cluster(binary, n, workdir)
+    c = Cluster(binary, n, workdir, key)
     try:
         log(f"N={n}: starting seed, logs in {workdir}")
         c.start(0)
@@ -396,6 +400,8 @@ def main():
     ap.add_argument("--binary", default="target/release/meshd")
     ap.add_argument("--quiet", type=float, default=30.0, help="quiet window seconds (30)")
     ap.add_argument("--seed", type=int, default=None, help="random seed for victim choice")
+    ap.add_argument("--encrypt", action="store_true",
+                    help="every agent seals its gossip with one cluster key (from `meshd keygen`)")
     ap.add_argument("--crash-only-500", action="store_true",
                     help="shortcut: N=500, one run, convergence and crash detection only")
     a = ap.parse_args()
@@ -420,6 +426,11 @@ def main():
         f"MemAvailable {mem_avail} MiB, {os.cpu_count()} CPUs")
     rng = random.Random(a.seed)
     results = {n: [] for n in sizes}
+    key = None
+    if a.encrypt:
+        key = subprocess.run([binary, "keygen"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        log("every agent seals its gossip with one cluster key (--encrypt)")
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -428,7 +439,7 @@ def main():
         for n in sizes:
             for k in range(runs):
                 log(f"=== N={n} run {k + 1}/{runs}")
-                results[n].append(one_run(binary, n, a.quiet, rng, crash_only))
+                results[n].append(one_run(binary, n, a.quiet, rng, crash_only, key))
                 time.sleep(2)  # let sockets of the killed processes go away
     except KeyboardInterrupt:
         log("interrupted: processes killed; table of the finished runs follows")
