@@ -67,9 +67,13 @@ struct Count {
     primary_at: usize,
 }
 
+/// Longest a keyring command may take: the agent answers once every live member has
+/// acknowledged or timed out (a few seconds each, many at a time).
+const KEY_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `meshd keys …`.
 pub fn run(args: &KeysArgs) -> Result<(), ClientError> {
-    let api = args.target.api()?;
+    let api = args.target.api_with_timeout(KEY_COMMAND_TIMEOUT)?;
     let (path, answer) = match &args.command {
         KeysCommand::List => ("/ha/keys", api.get("/ha/keys")?),
         KeysCommand::Install { key } => post(&api, "/ha/keys/install", key)?,

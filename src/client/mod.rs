@@ -45,6 +45,11 @@ impl Target {
     /// The client for this target, with the token from `--api-token-file` or
     /// `MESHD_API_TOKEN` if one is given.
     pub fn api(&self) -> Result<Api, ClientError> {
+        self.api_with_timeout(REQUEST_TIMEOUT)
+    }
+
+    /// Like [`Target::api`], with requests that may take up to `timeout`.
+    pub fn api_with_timeout(&self, timeout: Duration) -> Result<Api, ClientError> {
         let token = match &self.api_token_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -59,7 +64,7 @@ impl Target {
                 .ok()
                 .map(|t| t.trim().to_string()),
         };
-        let mut api = Api::new(&self.http_addr);
+        let mut api = Api::with_timeout(&self.http_addr, timeout);
         api.token = token.filter(|t| !t.is_empty());
         Ok(api)
     }
@@ -152,8 +157,14 @@ pub struct Answer {
 impl Api {
     /// A client for the agent at `addr` (`host:port`), with [`REQUEST_TIMEOUT`] per request.
     pub fn new(addr: &str) -> Self {
+        Api::with_timeout(addr, REQUEST_TIMEOUT)
+    }
+
+    /// A client for the agent at `addr` whose requests may take up to `timeout` (the agent
+    /// answers a keyring command only once every member has answered or timed out).
+    pub fn with_timeout(addr: &str, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(REQUEST_TIMEOUT))
+            .timeout_global(Some(timeout))
             // Error codes carry a JSON body we want to show, so they are answers, not errors.
             .http_status_as_error(false)
             .build()

@@ -31,6 +31,11 @@ use crate::wire;
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
+/// Why a key command is refused at a node without a keyring.
+const NO_KEYRING: &str =
+    "this agent runs without a keyring (start it with --encrypt-key or --keyring-file to use \
+     key commands)";
+
 /// At most one warning per this long about datagrams that do not open (each is counted).
 const REJECT_WARNING_EVERY: Duration = Duration::from_secs(60);
 
@@ -263,7 +268,7 @@ impl Driver {
     fn on_datagram(&mut self, datagram: SwimDatagram) {
         self.counters.swim_udp_bytes_received += datagram.bytes.len() as u64;
         let from = datagram.from;
-        match self.trust.open(datagram.bytes) {
+        match self.trust.open(from, datagram.bytes) {
             Ok(plain) => self.core.handle_datagram(Instant::now(), from, &plain),
             Err(reason) => self.count_rejected(from, reason),
         }
@@ -297,8 +302,8 @@ impl Driver {
             tracing::warn!(
                 %from,
                 dropped = self.rejected_since_warning,
-                "dropped datagrams that no installed key opens (a node without the key, with \
-                 another key or --cluster-label, or forged); see \
+                "dropped datagrams that do not open with this node's keys (from a node \
+                 without the key, with another key or --cluster-label, or forged); see \
                  meshd_datagrams_rejected_total"
             );
             self.last_reject_warning = Some(now);
@@ -361,9 +366,12 @@ impl Driver {
                 payload,
                 reply,
             } => {
-                let answer = self.trust.answer(&payload);
+                let (answer, offer) = self.trust.answer(&payload);
                 tracing::debug!(peer = %from, version = answer.version, "keyring command answered");
-                self.after_keyring_change();
+                if let Offer::Adopted(version) = offer {
+                    tracing::info!(peer = %from, version, "adopted the keyring of a key command");
+                    self.after_keyring_change();
+                }
                 let _ = reply.send(Some(prost::Message::encode_to_vec(&answer)));
             }
         }
@@ -405,6 +413,10 @@ impl Driver {
         change: Option<KeyChange>,
         reply: oneshot::Sender<Result<KeyReport, String>>,
     ) {
+        if !self.trust.is_sealed() {
+            let _ = reply.send(Err(NO_KEYRING.into()));
+            return;
+        }
         let (op, command) = match &change {
             None => (
                 KeyOp::List,
@@ -433,12 +445,6 @@ impl Driver {
                 }
             }
         };
-        if !self.trust.is_sealed() {
-            let _ = reply.send(Err("this agent runs without a keyring (start it with \
-                                    --encrypt-key or --keyring-file to use key commands)"
-                .into()));
-            return;
-        }
         let members: Vec<(String, SocketAddr)> = self
             .core
             .members()
@@ -697,7 +703,7 @@ impl Driver {
     /// Drains the core's outputs in contract order, then publishes a snapshot if due.
     async fn after_input(&mut self, force_publish: bool) {
         while let Some(transmit) = self.core.poll_transmit() {
-            let bytes = self.trust.seal(transmit.payload);
+            let bytes = self.trust.seal(transmit.dst, transmit.payload);
             self.counters.swim_udp_bytes_sent += bytes.len() as u64;
             if let Err(err) = self.io.udp.send_to(&bytes, transmit.dst).await {
                 self.counters.send_errors += 1;

@@ -20,9 +20,10 @@ use super::quic::{self, Dial};
 use crate::seal::KeyId;
 use crate::wire;
 
-/// Members contacted at once, so a command to a large cluster does not open thousands of
-/// connections in the same instant.
-const MAX_CONCURRENT: usize = 32;
+/// Members contacted at once: enough that a command to a few hundred members takes one
+/// exchange timeout even if many of them are unreachable, few enough that a command to a large
+/// cluster does not open thousands of connections in the same instant.
+const MAX_CONCURRENT: usize = 128;
 
 /// What an operator asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

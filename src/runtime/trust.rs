@@ -3,6 +3,8 @@
 //! (one task), so changing the keyring needs no lock: the driver hands the new server config
 //! to the QUIC endpoint and the new dial settings to the exchanges it starts.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use prost::Message;
@@ -97,7 +99,15 @@ pub struct Trust {
     file: Option<PathBuf>,
     tls: TlsConfigs,
     nonces: StdRng,
+    /// The key each peer (by address) last sealed to us with: what goes back to it is sealed
+    /// with the same key, which it certainly holds, so a member a rotation has not reached yet
+    /// keeps understanding everyone who still holds its key.
+    spoken: HashMap<SocketAddr, KeyId>,
 }
+
+/// Peers whose key is remembered; past that the memory starts over (it refills from the next
+/// datagram of each peer).
+const MAX_SPOKEN: usize = 16_384;
 
 impl Trust {
     /// Builds the trust state; writes the keyring file if it is configured but missing.
@@ -131,6 +141,7 @@ impl Trust {
             tls,
             // A CSPRNG (ChaCha12) seeded by the OS: nonces must never repeat under a key.
             nonces: StdRng::from_os_rng(),
+            spoken: HashMap::new(),
         })
     }
 
@@ -164,22 +175,34 @@ impl Trust {
         self.tls.keys_dial()
     }
 
-    /// The datagram to put on the wire: sealed under the primary key, or as it is in the clear.
-    pub fn seal(&mut self, datagram: Vec<u8>) -> Vec<u8> {
+    /// The datagram to put on the wire for `dst`: sealed under the key `dst` last spoke to us
+    /// in (the primary for a peer not heard yet), or as it is in the clear.
+    pub fn seal(&mut self, dst: SocketAddr, datagram: Vec<u8>) -> Vec<u8> {
         let Some(keyring) = &self.keyring else {
             return datagram;
         };
         let mut nonce = [0u8; NONCE_BYTES];
         self.nonces.fill_bytes(&mut nonce);
-        keyring.seal(&self.label, unix_seconds(), nonce, &datagram)
+        let now = unix_seconds();
+        match self.spoken.get(&dst) {
+            Some(key) => keyring.seal_under(key, &self.label, now, nonce, &datagram),
+            None => keyring.seal(&self.label, now, nonce, &datagram),
+        }
     }
 
-    /// The plain datagram received as `bytes`; in the clear, `bytes` itself.
-    pub fn open(&self, bytes: Vec<u8>) -> Result<Vec<u8>, OpenError> {
-        match &self.keyring {
-            Some(keyring) => keyring.open(&self.label, unix_seconds(), &bytes),
-            None => Ok(bytes),
+    /// The plain datagram received from `from` as `bytes`; in the clear, `bytes` itself.
+    pub fn open(&mut self, from: SocketAddr, bytes: Vec<u8>) -> Result<Vec<u8>, OpenError> {
+        let Some(keyring) = &self.keyring else {
+            return Ok(bytes);
+        };
+        let opened = keyring.open(&self.label, unix_seconds(), &bytes)?;
+        if self.spoken.get(&from) != Some(&opened.key) {
+            if self.spoken.len() >= MAX_SPOKEN {
+                self.spoken.clear();
+            }
+            self.spoken.insert(from, opened.key);
         }
+        Ok(opened.plain)
     }
 
     /// Our keyring as carried in push-pull messages and keyring commands.
@@ -271,21 +294,25 @@ impl Trust {
         Ok(())
     }
 
-    /// The answer to a peer's keyring command (`meshd-keys/1`): adopt or list.
-    pub fn answer(&mut self, request: &[u8]) -> wire::KeyCommandReply {
-        let error = match wire::KeyCommand::decode(request) {
+    /// The answer to a peer's keyring command (`meshd-keys/1`): adopt or list; and what
+    /// became of an offered keyring.
+    pub fn answer(&mut self, request: &[u8]) -> (wire::KeyCommandReply, Offer) {
+        let offer = match wire::KeyCommand::decode(request) {
             Ok(wire::KeyCommand {
                 command: Some(wire::key_command::Command::Adopt(state)),
-            }) => match self.offer(&state) {
-                Offer::Refused(e) => e,
-                Offer::Adopted(_) | Offer::Kept => String::new(),
-            },
+            }) => self.offer(&state),
             Ok(wire::KeyCommand {
                 command: Some(wire::key_command::Command::List(_)),
-            }) => String::new(),
-            Ok(wire::KeyCommand { command: None }) | Err(_) => "malformed key command".into(),
+            }) => Offer::Kept,
+            Ok(wire::KeyCommand { command: None }) | Err(_) => {
+                Offer::Refused("malformed key command".into())
+            }
         };
-        wire::KeyCommandReply {
+        let error = match &offer {
+            Offer::Refused(e) => e.clone(),
+            Offer::Adopted(_) | Offer::Kept => String::new(),
+        };
+        let reply = wire::KeyCommandReply {
             version: self.version,
             key_ids: self
                 .key_ids()
@@ -293,7 +320,8 @@ impl Trust {
                 .map(|id| id.as_bytes().to_vec())
                 .collect(),
             error,
-        }
+        };
+        (reply, offer)
     }
 
     /// Ids of the installed keys, the primary first.
@@ -353,18 +381,52 @@ mod tests {
         .expect("trust")
     }
 
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], 39527))
+    }
+
     #[test]
     fn sealed_datagrams_open_at_a_holder_and_fresh_nonces_differ() {
         let mut a = trust(&[1]);
-        let b = trust(&[2, 1]);
-        let first = a.seal(b"\x01ping".to_vec());
-        let second = a.seal(b"\x01ping".to_vec());
+        let mut b = trust(&[2, 1]);
+        let first = a.seal(addr(2), b"\x01ping".to_vec());
+        let second = a.seal(addr(2), b"\x01ping".to_vec());
         assert_ne!(first, second, "a fresh nonce per datagram");
-        assert_eq!(b.open(first).as_deref(), Ok(&b"\x01ping"[..]));
-        assert_eq!(trust(&[3]).open(second), Err(OpenError::Unauthenticated));
+        assert_eq!(b.open(addr(1), first).as_deref(), Ok(&b"\x01ping"[..]));
+        assert_eq!(
+            trust(&[3]).open(addr(1), second),
+            Err(OpenError::Unauthenticated)
+        );
         let mut clear = trust(&[]);
-        assert_eq!(clear.seal(b"\x01x".to_vec()), b"\x01x");
-        assert_eq!(clear.open(b"\x01x".to_vec()).as_deref(), Ok(&b"\x01x"[..]));
+        assert_eq!(clear.seal(addr(2), b"\x01x".to_vec()), b"\x01x");
+        assert_eq!(
+            clear.open(addr(1), b"\x01x".to_vec()).as_deref(),
+            Ok(&b"\x01x"[..])
+        );
+    }
+
+    #[test]
+    fn a_member_the_rotation_missed_is_answered_in_its_key() {
+        // a has installed and switched to key 2; c missed it and holds key 1 only.
+        let mut a = trust(&[2, 1]);
+        let mut c = trust(&[1]);
+        // To a peer it has not heard from, a speaks its primary, which c cannot open...
+        let unknown = a.seal(addr(3), b"\x01ping".to_vec());
+        assert_eq!(c.open(addr(1), unknown), Err(OpenError::Unauthenticated));
+        // ...but once c has spoken (key 1), a answers in key 1, and c understands it.
+        let from_c = c.seal(addr(1), b"\x01ping".to_vec());
+        assert!(a.open(addr(3), from_c).is_ok());
+        let reply = a.seal(addr(3), b"\x01ack".to_vec());
+        assert_eq!(c.open(addr(1), reply).as_deref(), Ok(&b"\x01ack"[..]));
+        // Once c has the new keyring and speaks key 2, a follows.
+        let mut c2 = trust(&[2, 1]);
+        let from_c2 = c2.seal(addr(1), b"\x01ping".to_vec());
+        assert!(a.open(addr(3), from_c2).is_ok());
+        let reply = a.seal(addr(3), b"\x01ack".to_vec());
+        assert!(
+            trust(&[2]).open(addr(1), reply).is_ok(),
+            "sealed with key 2 now"
+        );
     }
 
     #[test]
@@ -406,11 +468,12 @@ mod tests {
         let adopt = wire::KeyCommand {
             command: Some(wire::key_command::Command::Adopt(state)),
         };
-        let reply = b.answer(&adopt.encode_to_vec());
+        let (reply, offer) = b.answer(&adopt.encode_to_vec());
+        assert_eq!(offer, Offer::Adopted(1));
         assert_eq!(reply.version, 1);
         assert_eq!(reply.key_ids.len(), 2);
         assert!(reply.error.is_empty());
-        let reply = b.answer(b"\xff\xff");
+        let (reply, _) = b.answer(b"\xff\xff");
         assert_eq!(reply.error, "malformed key command");
         let bad = wire::KeyCommand {
             command: Some(wire::key_command::Command::Adopt(wire::KeyringState {
@@ -418,7 +481,7 @@ mod tests {
                 keys: vec![vec![1, 2, 3]],
             })),
         };
-        assert_eq!(b.answer(&bad.encode_to_vec()).error, "a key of 3 bytes");
+        assert_eq!(b.answer(&bad.encode_to_vec()).0.error, "a key of 3 bytes");
         assert_eq!(b.version(), 1, "unchanged");
     }
 

@@ -1,10 +1,12 @@
 //! Sealing: every SWIM datagram encrypted and authenticated with the cluster keyring.
 //!
-//! A sealed datagram is `[SEALED_VERSION] sent_at(4) nonce(12) ciphertext tag(16)`: the plain
+//! A sealed datagram is `[SEALED_VERSION] sent_at(4) random(8) ciphertext tag(16)`: the plain
 //! datagram (header byte and envelope, as the core builds it) encrypted with ChaCha20-Poly1305
-//! (RFC 8439, RustCrypto's `chacha20poly1305`) under the primary key, a fresh random nonce per
-//! datagram, and the header byte, the send time and the cluster label as associated data, so a
-//! datagram of another cluster (another label) does not open even under the same key. Opening
+//! (RFC 8439, RustCrypto's `chacha20poly1305`) under the primary key. Its 96-bit nonce is the
+//! send time (seconds) followed by 64 fresh random bits, so it never repeats under a key (a
+//! repeat would need two of 2^64 draws to meet within one second) and the time costs no extra
+//! byte; the header byte and the cluster label are associated data, so a datagram of another
+//! cluster (another label) does not open even under the same key. Opening
 //! tries every installed key, so members that share at least one key always understand each
 //! other while a new key is being rolled out.
 //!
@@ -30,13 +32,13 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 /// [`crate::swim::codec::WIRE_VERSION`], so a node without a key drops sealed datagrams as an
 /// unknown version and a node with one can tell plain datagrams apart.
 pub const SEALED_VERSION: u8 = 0x02;
-/// Bytes of the send time (seconds since the Unix epoch, big-endian) in each sealed datagram.
+/// Bytes of the send time (seconds since the Unix epoch, big-endian): the nonce's first part.
 pub const STAMP_BYTES: usize = 4;
-/// Bytes of the random nonce carried in each sealed datagram.
-pub const NONCE_BYTES: usize = 12;
+/// Random bytes of the nonce, drawn fresh for each sealed datagram: the nonce's second part.
+pub const NONCE_BYTES: usize = 8;
 /// Bytes of the Poly1305 authentication tag.
 pub const TAG_BYTES: usize = 16;
-/// Bytes sealing adds to a datagram: header, send time, nonce and tag.
+/// Bytes sealing adds to a datagram: header, send time, random nonce bytes and tag.
 pub const OVERHEAD: usize = 1 + STAMP_BYTES + NONCE_BYTES + TAG_BYTES;
 /// A sealed datagram whose send time is further than this from the receiver's clock does not
 /// open (see the module docs). Shorter than the default `--retention` (600 s).
@@ -204,11 +206,21 @@ pub enum OpenError {
     Stale(i64),
 }
 
-/// The installed keys, the first one primary, each with its cipher ready.
+/// The installed keys, the first one primary, each with its id and cipher ready.
 #[derive(Clone)]
 pub struct Keyring {
     keys: Vec<Key>,
+    ids: Vec<KeyId>,
     ciphers: Vec<ChaCha20Poly1305>,
+}
+
+/// A datagram that opened: the plain bytes, and the key that opened them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The plain datagram (header byte and envelope).
+    pub plain: Vec<u8>,
+    /// The key it was sealed with.
+    pub key: KeyId,
 }
 
 impl fmt::Debug for Keyring {
@@ -245,6 +257,7 @@ impl Keyring {
             .map(|k| ChaCha20Poly1305::new(&k.0.into()))
             .collect();
         Ok(Keyring {
+            ids: unique.iter().map(Key::id).collect(),
             keys: unique,
             ciphers,
         })
@@ -295,10 +308,36 @@ impl Keyring {
     }
 
     /// Seals a plain datagram under the primary key, stamped `now` (seconds since the Unix
-    /// epoch), with `nonce` (which must never repeat under one key: draw it from a CSPRNG) and
-    /// `label` as associated data.
+    /// epoch), with `nonce` (fresh from a CSPRNG for every datagram: with the stamp it makes the
+    /// AEAD nonce, which must never repeat under one key) and `label` as associated data.
     pub fn seal(
         &self,
+        label: &[u8],
+        now: u32,
+        nonce: [u8; NONCE_BYTES],
+        datagram: &[u8],
+    ) -> Vec<u8> {
+        self.seal_with(0, label, now, nonce, datagram)
+    }
+
+    /// Like [`Keyring::seal`], under the installed key `key` instead of the primary (the
+    /// primary if `key` is not installed): a node answers a peer in the key the peer spoke,
+    /// which the peer certainly holds, while a rotation has not reached it yet.
+    pub fn seal_under(
+        &self,
+        key: &KeyId,
+        label: &[u8],
+        now: u32,
+        nonce: [u8; NONCE_BYTES],
+        datagram: &[u8],
+    ) -> Vec<u8> {
+        let index = self.ids.iter().position(|id| id == key).unwrap_or(0);
+        self.seal_with(index, label, now, nonce, datagram)
+    }
+
+    fn seal_with(
+        &self,
+        index: usize,
         label: &[u8],
         now: u32,
         nonce: [u8; NONCE_BYTES],
@@ -309,11 +348,14 @@ impl Keyring {
         out.extend_from_slice(&now.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(datagram);
-        let aad = associated_data(label, now);
-        let nonce = Nonce::from(nonce);
+        let aad = associated_data(label);
+        let nonce = aead_nonce(now, &nonce);
         let body = &mut out[1 + STAMP_BYTES + NONCE_BYTES..];
         // ChaCha20-Poly1305 refuses only messages of more than 256 GiB.
-        match self.ciphers[0].encrypt_inout_detached(&nonce, &aad, body.into()) {
+        let Some(cipher) = self.ciphers.get(index) else {
+            return Vec::new();
+        };
+        match cipher.encrypt_inout_detached(&nonce, &aad, body.into()) {
             Ok(tag) => out.extend_from_slice(&tag),
             Err(_) => out.clear(),
         }
@@ -321,8 +363,8 @@ impl Keyring {
     }
 
     /// Opens a sealed datagram with whichever installed key seals it, at `now` (seconds since
-    /// the Unix epoch); returns the plain datagram.
-    pub fn open(&self, label: &[u8], now: u32, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+    /// the Unix epoch); returns the plain datagram and the key that opened it.
+    pub fn open(&self, label: &[u8], now: u32, sealed: &[u8]) -> Result<Opened, OpenError> {
         let Some((&version, rest)) = sealed.split_first() else {
             return Err(OpenError::NotSealed);
         };
@@ -334,13 +376,14 @@ impl Keyring {
         }
         let (stamp, rest) = rest.split_at(STAMP_BYTES);
         let sent = u32::from_be_bytes([stamp[0], stamp[1], stamp[2], stamp[3]]);
-        let (nonce, rest) = rest.split_at(NONCE_BYTES);
+        let (random, rest) = rest.split_at(NONCE_BYTES);
         let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
-        let nonce = Nonce::try_from(nonce).map_err(|_| OpenError::Truncated)?;
+        let random: [u8; NONCE_BYTES] = random.try_into().map_err(|_| OpenError::Truncated)?;
+        let nonce = aead_nonce(sent, &random);
         let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated)?;
-        let aad = associated_data(label, sent);
+        let aad = associated_data(label);
         let mut plain = vec![0u8; body.len()];
-        for cipher in &self.ciphers {
+        for (cipher, id) in self.ciphers.iter().zip(&self.ids) {
             plain.copy_from_slice(body);
             let opened = cipher.decrypt_inout_detached(&nonce, &aad, (&mut plain[..]).into(), &tag);
             if opened.is_ok() {
@@ -349,21 +392,28 @@ impl Keyring {
                 if skew.unsigned_abs() > u64::from(REPLAY_WINDOW_SECS) {
                     return Err(OpenError::Stale(skew));
                 }
-                return Ok(plain);
+                return Ok(Opened { plain, key: *id });
             }
         }
         Err(OpenError::Unauthenticated)
     }
 }
 
-/// The header byte, the send time and the label: what a sealed datagram authenticates besides
-/// its body.
-fn associated_data(label: &[u8], sent: u32) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(1 + STAMP_BYTES + label.len());
+/// The header byte and the label: what a sealed datagram authenticates besides its body (and
+/// its send time, which is part of the nonce).
+fn associated_data(label: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(1 + label.len());
     aad.push(SEALED_VERSION);
-    aad.extend_from_slice(&sent.to_be_bytes());
     aad.extend_from_slice(label);
     aad
+}
+
+/// The 96-bit AEAD nonce: the send time, then the random bytes.
+fn aead_nonce(sent: u32, random: &[u8; NONCE_BYTES]) -> Nonce {
+    let mut nonce = [0u8; STAMP_BYTES + NONCE_BYTES];
+    nonce[..STAMP_BYTES].copy_from_slice(&sent.to_be_bytes());
+    nonce[STAMP_BYTES..].copy_from_slice(random);
+    Nonce::from(nonce)
 }
 
 #[cfg(test)]
@@ -389,7 +439,10 @@ mod tests {
         assert_eq!(sealed.len(), plain.len() + OVERHEAD);
         assert_eq!(sealed[0], SEALED_VERSION);
         assert!(!sealed.windows(5).any(|w| w == b"hello"), "encrypted");
-        assert_eq!(ring.open(b"prod", T, &sealed).as_deref(), Ok(&plain[..]));
+        assert_eq!(
+            ring.open(b"prod", T, &sealed).map(|o| o.plain).as_deref(),
+            Ok(&plain[..])
+        );
     }
 
     #[test]
@@ -398,13 +451,37 @@ mod tests {
         let sealed = old.seal(b"", T, [0; NONCE_BYTES], b"\x01x");
         // Rolling out key 2: installed everywhere, primary at some nodes only.
         let rolled = ring(&[2, 1]);
-        assert_eq!(rolled.open(b"", T, &sealed).as_deref(), Ok(&b"\x01x"[..]));
+        assert_eq!(
+            rolled.open(b"", T, &sealed).map(|o| o.plain).as_deref(),
+            Ok(&b"\x01x"[..])
+        );
         let back = rolled.seal(b"", T, [1; NONCE_BYTES], b"\x01y");
         assert_eq!(
-            ring(&[1, 2]).open(b"", T, &back).as_deref(),
+            ring(&[1, 2])
+                .open(b"", T, &back)
+                .map(|o| o.plain)
+                .as_deref(),
             Ok(&b"\x01y"[..])
         );
         assert_eq!(old.open(b"", T, &back), Err(OpenError::Unauthenticated));
+    }
+
+    #[test]
+    fn a_reply_can_be_sealed_under_the_key_the_peer_spoke() {
+        // b is still on key 1 alone; a has rolled out key 2 and made it primary.
+        let a = ring(&[2, 1]);
+        let b = ring(&[1]);
+        let from_b = b.seal(b"", T, [4; NONCE_BYTES], b"\x01ping");
+        let opened = a.open(b"", T, &from_b).expect("a holds key 1");
+        assert_eq!(opened.key, key(1).id());
+        let reply = a.seal_under(&opened.key, b"", T, [5; NONCE_BYTES], b"\x01ack");
+        assert_eq!(
+            b.open(b"", T, &reply).map(|o| o.plain).as_deref(),
+            Ok(&b"\x01ack"[..])
+        );
+        // A key no longer installed falls back to the primary.
+        let primary = a.seal_under(&key(9).id(), b"", T, [6; NONCE_BYTES], b"\x01x");
+        assert_eq!(a.open(b"", T, &primary).map(|o| o.key), Ok(key(2).id()));
     }
 
     #[test]

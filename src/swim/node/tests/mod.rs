@@ -66,7 +66,17 @@ fn bodies(ts: &[Transmit]) -> Vec<(SocketAddr, Option<Body>)> {
 
 /// A started node "a" (10.0.0.1) that knows ALIVE members b, c, d (10.0.0.2-4).
 fn cluster(t0: Instant) -> Swim {
-    let mut a = node("a", 1, t0);
+    cluster_with(t0, Config::default())
+}
+
+/// Like [`cluster`], with `config`.
+fn cluster_with(t0: Instant, config: Config) -> Swim {
+    let identity = Identity {
+        name: "a".into(),
+        addr: addr(1),
+        meta: NodeMeta::default(),
+    };
+    let mut a = Swim::new(config, identity, 1, t0).expect("valid identity");
     a.start_alone(t0);
     let facts = vec![
         fact("b", 2, 1, MemberState::Alive),

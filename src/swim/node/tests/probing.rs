@@ -314,20 +314,7 @@ fn probing_a_suspect_tells_it_and_keeps_the_suspicion_spreading() {
         retransmit_mult: 50,
         ..Config::default()
     };
-    let identity = Identity {
-        name: "a".into(),
-        addr: addr(1),
-        meta: NodeMeta::default(),
-    };
-    let mut a = Swim::new(config, identity, 1, t0).expect("valid identity");
-    a.start_alone(t0);
-    let others = vec![
-        fact("b", 2, 1, MemberState::Alive),
-        fact("c", 3, 1, MemberState::Alive),
-        fact("d", 4, 1, MemberState::Alive),
-    ];
-    a.handle_datagram(t0, addr(2), &datagram("b", None, others));
-    drain(&mut a);
+    let mut a = cluster_with(t0, config);
     // c suspects b; a holds the suspicion queued for gossip.
     let suspicion = fact("b", 2, 1, MemberState::Suspected);
     a.handle_datagram(t0, addr(3), &datagram("c", None, vec![suspicion]));
