@@ -1,6 +1,7 @@
 //! Cluster-scale simulation bench: `cargo bench --bench cluster [-- N...]` (default 100 1000,
 //! or `MESHD_BENCH_N=100,1000`). Each cluster starts converged ([`Sim::add_converged`]), then
-//! the bench measures steady traffic, crashes, leaves, a join batch, and false DOWNs under loss
+//! the bench measures steady traffic, crashes, leaves, a join batch, a cut into halves and its
+//! healing (merge time), and false DOWNs under loss
 //! (each loss rate on a fresh cluster), with the simulator's speed per phase and its memory.
 //! Progress goes to stderr, the table to stdout. Every run is seeded and reproducible.
 //!
@@ -336,6 +337,61 @@ fn leaves(sim: &mut Sim, rng: &mut StdRng, n: usize) -> (Vec<f64>, Speed) {
     (out, watch.stop(sim))
 }
 
+/// What a cut into two halves and its healing showed, on a fresh converged cluster.
+struct HealRow {
+    /// Seconds from the cut until each half held every member of the other DOWN.
+    split: Option<f64>,
+    /// Seconds from healing until every node held every node ALIVE again.
+    merged: Option<f64>,
+    speed: Speed,
+}
+
+/// True when every node of `a` holds every node of `b` in `state`.
+fn all_see(sim: &Sim, a: &[usize], b: &[usize], state: MemberState) -> bool {
+    a.iter().all(|&i| {
+        b.iter()
+            .all(|&j| sim.view(i, sim.name(j)).is_some_and(|v| v.state == state))
+    })
+}
+
+/// Runs in `STEP`s until `done` holds (seconds it took) or `PHASE_LIMIT` passed (`None`).
+fn time_until(sim: &mut Sim, n: usize, done: impl Fn(&Sim) -> bool) -> Option<f64> {
+    let t0 = sim.now();
+    while sim.now() - t0 < PHASE_LIMIT && !rss_over(n, "partition") {
+        if done(sim) {
+            return Some((sim.now() - t0).as_secs_f64());
+        }
+        sim.run_for(STEP, |_| {});
+    }
+    None
+}
+
+/// Cuts a fresh converged cluster into halves until each marks the other DOWN, heals the cut
+/// and times the merge: no restart, only what the cores do by themselves (push-pull with a
+/// DOWN member, refutations spread by gossip).
+fn partition_heal(n: usize) -> HealRow {
+    let (mut sim, _, _) = converged(SEED, n, NetConfig::default());
+    let watch = Stopwatch::start(&sim);
+    let a: Vec<usize> = (0..n / 2).collect();
+    let b: Vec<usize> = (n / 2..n).collect();
+    sim.partition(&[&a, &b]);
+    let split = time_until(&mut sim, n, |s| {
+        all_see(s, &a, &b, MemberState::Down) && all_see(s, &b, &a, MemberState::Down)
+    });
+    sim.heal();
+    let everyone: Vec<usize> = (0..n).collect();
+    let merged = split.and_then(|_| {
+        time_until(&mut sim, n, |s| {
+            all_see(s, &everyone, &everyone, MemberState::Alive)
+        })
+    });
+    HealRow {
+        split,
+        merged,
+        speed: watch.stop(&sim),
+    }
+}
+
 /// One loss run on a fresh converged cluster.
 struct LossRow {
     loss: f64,
@@ -440,6 +496,15 @@ fn run(n: usize) {
     );
     // Free the cluster before building the next one.
     drop(sim);
+    eprintln!("N={n}: partition into halves and heal");
+    let heal = partition_heal(n);
+    total.add(heal.speed);
+    eprintln!(
+        "N={n}: split {:?} s, merged {:?} s after healing; {}",
+        heal.split,
+        heal.merged,
+        heal.speed.show()
+    );
     let run = loss_secs();
     let wall = loss_wall(n);
     let mut loss_rows = Vec::new();
@@ -491,6 +556,12 @@ fn run(n: usize) {
         "{:<46} {msgs:.2} datagrams, {bytes:.1} bytes",
         "steady traffic per node per second"
     );
+    println!(
+        "{:<46} {} (each half held the other DOWN after {})",
+        "cut in halves, healed → ALIVE everywhere",
+        fmt(heal.merged),
+        fmt(heal.split)
+    );
     for row in &loss_rows {
         let cut = row
             .cut
@@ -527,6 +598,11 @@ fn run(n: usize) {
     );
     println!("{:<46} {}", "simulator speed, crashes", crash_speed.show());
     println!("{:<46} {}", "simulator speed, leaves", leave_speed.show());
+    println!(
+        "{:<46} {}",
+        "simulator speed, cut and heal",
+        heal.speed.show()
+    );
     for row in &loss_rows {
         println!(
             "{:<46} {}",

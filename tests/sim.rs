@@ -435,40 +435,71 @@ fn quick_restart_at_new_address_takes_over_live_entry() {
     assert!(downs.is_empty(), "DOWN events: {downs:?}");
 }
 
+/// Cuts `sim` (every node running) into halves until each holds the other DOWN, heals the
+/// link and returns how long after healing every node held every node ALIVE again, failing
+/// if that took longer than the bound: every 4th push-pull tick picks a DOWN member, so
+/// within 4 (N-scaled) push-pull intervals some pair across the former split exchanges
+/// state; refutations then spread by gossip (30 s allowed).
+fn cut_and_heal(sim: &mut Sim, config: &Config) -> Duration {
+    let n = sim.len();
+    let a: Vec<usize> = (0..n / 2).collect();
+    let b: Vec<usize> = (n / 2..n).collect();
+    sim.partition(&[&a, &b]);
+    let holds_down = |s: &Sim, from: &[usize], about: &[usize]| {
+        from.iter().all(|&i| {
+            about.iter().all(|&j| {
+                s.view(i, s.name(j))
+                    .is_some_and(|v| v.state == MemberState::Down)
+            })
+        })
+    };
+    let cut_at = sim.now();
+    let split = run_until(
+        sim,
+        secs(200.0),
+        secs(1.0),
+        |_| {},
+        |s| holds_down(s, &a, &b) && holds_down(s, &b, &a),
+    );
+    let split = split.unwrap_or_else(|| panic!("N={n}: the halves never held each other DOWN"));
+    sim.heal();
+    let healed = sim.now();
+    let bound = push_pull_scale(config.push_pull_interval, n) * 4 + secs(30.0);
+    let t = run_until(sim, bound, secs(1.0), |_| {}, converged);
+    let t = t.unwrap_or_else(|| panic!("N={n}: not merged within {bound:?} of healing"));
+    assert_eq!(
+        (0..n)
+            .filter(|&i| sim.core(i).map(|c| c.member_count()) == Some(n))
+            .count(),
+        n,
+        "every node lists all {n} members, none missing"
+    );
+    println!(
+        "N={n}: cut in halves: each held the other DOWN after {:?}; healed: ALIVE everywhere \
+         {:?} after healing (bound {bound:?})",
+        split - cut_at,
+        t - healed
+    );
+    t - healed
+}
+
 #[test]
 fn healed_partition_merges_again() {
     let config = Config::default();
     let mut sim = converged_cluster(8, config.clone());
-    let a: Vec<usize> = (0..N / 2).collect();
-    let b: Vec<usize> = (N / 2..N).collect();
-    sim.partition(&[&a, &b]);
-    let split = run_until(
-        &mut sim,
-        secs(200.0),
-        secs(1.0),
-        |_| {},
-        |s| {
-            a.iter().all(|&i| {
-                b.iter().all(|&j| {
-                    s.view(i, s.name(j))
-                        .is_some_and(|v| v.state == MemberState::Down)
-                })
-            })
-        },
-    );
-    assert!(split.is_some(), "each side should declare the other DOWN");
-    sim.heal();
-    let healed = sim.now();
-    // Bound: every 4th push-pull tick picks a DOWN member, so within 4 (N-scaled) push-pull
-    // intervals some pair across the former split exchanges state; refutations then spread by
-    // gossip (30 s allowed).
-    let bound = push_pull_scale(config.push_pull_interval, N) * 4 + secs(30.0);
-    let t = run_until(&mut sim, bound, secs(1.0), |_| {}, converged);
-    let t = t.unwrap_or_else(|| panic!("not merged within {bound:?} of healing"));
-    println!(
-        "partition healed: ALIVE everywhere {:?} after heal",
-        t - healed
-    );
+    cut_and_heal(&mut sim, &config);
+}
+
+/// The same cut at N = 100, from a converged table (no join wave): the merge needs no
+/// restart and no operator. The bench (`cargo bench --bench cluster`) gives the figure at
+/// N = 1,000.
+#[test]
+fn healed_partition_of_a_hundred_merges_again() {
+    let config = Config::default();
+    let mut sim = Sim::new(100, config.clone(), NetConfig::default());
+    let names: Vec<String> = (0..100).map(name).collect();
+    sim.add_converged(&names);
+    cut_and_heal(&mut sim, &config);
 }
 
 #[test]
