@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use meshd::sim::{NetConfig, Sim};
-use meshd::swim::{Config, Event, MemberState};
+use meshd::swim::{push_pull_scale, Config, Event, MemberState};
 
 /// Seed of the main cluster (steady, joins, crashes, leaves).
 const SEED: u64 = 42;
@@ -354,10 +354,15 @@ fn all_see(sim: &Sim, a: &[usize], b: &[usize], state: MemberState) -> bool {
     })
 }
 
-/// Runs in `STEP`s until `done` holds (seconds it took) or `PHASE_LIMIT` passed (`None`).
-fn time_until(sim: &mut Sim, n: usize, done: impl Fn(&Sim) -> bool) -> Option<f64> {
+/// Runs in `STEP`s until `done` holds (seconds it took) or `limit` passed (`None`).
+fn time_until(
+    sim: &mut Sim,
+    n: usize,
+    limit: Duration,
+    done: impl Fn(&Sim) -> bool,
+) -> Option<f64> {
     let t0 = sim.now();
-    while sim.now() - t0 < PHASE_LIMIT && !rss_over(n, "partition") {
+    while sim.now() - t0 < limit && !rss_over(n, "partition") {
         if done(sim) {
             return Some((sim.now() - t0).as_secs_f64());
         }
@@ -375,13 +380,17 @@ fn partition_heal(n: usize) -> HealRow {
     let a: Vec<usize> = (0..n / 2).collect();
     let b: Vec<usize> = (n / 2..n).collect();
     sim.partition(&[&a, &b]);
-    let split = time_until(&mut sim, n, |s| {
+    let split = time_until(&mut sim, n, PHASE_LIMIT, |s| {
         all_see(s, &a, &b, MemberState::Down) && all_see(s, &b, &a, MemberState::Down)
     });
     sim.heal();
     let everyone: Vec<usize> = (0..n).collect();
+    // The merge waits for a push-pull across the former cut: every 4th push-pull tick picks a
+    // DOWN member, and the interval grows with N (as tests/sim.rs bounds it).
+    let interval = Config::default().push_pull_interval;
+    let limit = push_pull_scale(interval, n) * 4 + Duration::from_secs(30);
     let merged = split.and_then(|_| {
-        time_until(&mut sim, n, |s| {
+        time_until(&mut sim, n, limit, |s| {
             all_see(s, &everyone, &everyone, MemberState::Alive)
         })
     });
