@@ -346,14 +346,6 @@ struct HealRow {
     speed: Speed,
 }
 
-/// True when every node of `a` holds every node of `b` in `state`.
-fn all_see(sim: &Sim, a: &[usize], b: &[usize], state: MemberState) -> bool {
-    a.iter().all(|&i| {
-        b.iter()
-            .all(|&j| sim.view(i, sim.name(j)).is_some_and(|v| v.state == state))
-    })
-}
-
 /// Runs in `STEP`s until `done` holds (seconds it took) or `limit` passed (`None`).
 fn time_until(
     sim: &mut Sim,
@@ -381,7 +373,7 @@ fn partition_heal(n: usize) -> HealRow {
     let b: Vec<usize> = (n / 2..n).collect();
     sim.partition(&[&a, &b]);
     let split = time_until(&mut sim, n, PHASE_LIMIT, |s| {
-        all_see(s, &a, &b, MemberState::Down) && all_see(s, &b, &a, MemberState::Down)
+        s.all_hold(&a, &b, MemberState::Down) && s.all_hold(&b, &a, MemberState::Down)
     });
     sim.heal();
     let everyone: Vec<usize> = (0..n).collect();
@@ -391,7 +383,7 @@ fn partition_heal(n: usize) -> HealRow {
     let limit = push_pull_scale(interval, n) * 4 + Duration::from_secs(30);
     let merged = split.and_then(|_| {
         time_until(&mut sim, n, limit, |s| {
-            all_see(s, &everyone, &everyone, MemberState::Alive)
+            s.all_hold(&everyone, &everyone, MemberState::Alive)
         })
     });
     HealRow {

@@ -445,21 +445,13 @@ fn cut_and_heal(sim: &mut Sim, config: &Config) -> Duration {
     let a: Vec<usize> = (0..n / 2).collect();
     let b: Vec<usize> = (n / 2..n).collect();
     sim.partition(&[&a, &b]);
-    let holds_down = |s: &Sim, from: &[usize], about: &[usize]| {
-        from.iter().all(|&i| {
-            about.iter().all(|&j| {
-                s.view(i, s.name(j))
-                    .is_some_and(|v| v.state == MemberState::Down)
-            })
-        })
-    };
     let cut_at = sim.now();
     let split = run_until(
         sim,
         secs(200.0),
         secs(1.0),
         |_| {},
-        |s| holds_down(s, &a, &b) && holds_down(s, &b, &a),
+        |s| s.all_hold(&a, &b, MemberState::Down) && s.all_hold(&b, &a, MemberState::Down),
     );
     let split = split.unwrap_or_else(|| panic!("N={n}: the halves never held each other DOWN"));
     sim.heal();

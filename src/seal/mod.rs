@@ -317,7 +317,7 @@ impl Keyring {
         nonce: [u8; NONCE_BYTES],
         datagram: &[u8],
     ) -> Vec<u8> {
-        self.seal_with(0, label, now, nonce, datagram)
+        self.seal_with(self.cipher_for(None), label, now, nonce, datagram)
     }
 
     /// Like [`Keyring::seal`], under the installed key `key` instead of the primary (the
@@ -331,18 +331,28 @@ impl Keyring {
         nonce: [u8; NONCE_BYTES],
         datagram: &[u8],
     ) -> Vec<u8> {
-        let index = self.ids.iter().position(|id| id == key).unwrap_or(0);
-        self.seal_with(index, label, now, nonce, datagram)
+        self.seal_with(self.cipher_for(Some(key)), label, now, nonce, datagram)
+    }
+
+    /// The cipher of the installed key `key`, or of the primary.
+    fn cipher_for(&self, key: Option<&KeyId>) -> Option<&ChaCha20Poly1305> {
+        let index = key
+            .and_then(|k| self.ids.iter().position(|id| id == k))
+            .unwrap_or(0);
+        self.ciphers.get(index)
     }
 
     fn seal_with(
         &self,
-        index: usize,
+        cipher: Option<&ChaCha20Poly1305>,
         label: &[u8],
         now: u32,
         nonce: [u8; NONCE_BYTES],
         datagram: &[u8],
     ) -> Vec<u8> {
+        let Some(cipher) = cipher else {
+            return Vec::new();
+        };
         let mut out = Vec::with_capacity(datagram.len() + OVERHEAD);
         out.push(SEALED_VERSION);
         out.extend_from_slice(&now.to_be_bytes());
@@ -352,9 +362,6 @@ impl Keyring {
         let nonce = aead_nonce(now, &nonce);
         let body = &mut out[1 + STAMP_BYTES + NONCE_BYTES..];
         // ChaCha20-Poly1305 refuses only messages of more than 256 GiB.
-        let Some(cipher) = self.ciphers.get(index) else {
-            return Vec::new();
-        };
         match cipher.encrypt_inout_detached(&nonce, &aad, body.into()) {
             Ok(tag) => out.extend_from_slice(&tag),
             Err(_) => out.clear(),

@@ -197,6 +197,15 @@ impl Sim {
         self.core(observer).and_then(|c| c.member(name))
     }
 
+    /// True when every node of `observers` holds every node of `subjects` in `state`.
+    pub fn all_hold(&self, observers: &[usize], subjects: &[usize], state: MemberState) -> bool {
+        observers.iter().all(|&i| {
+            subjects
+                .iter()
+                .all(|&j| self.view(i, self.name(j)).is_some_and(|v| v.state == state))
+        })
+    }
+
     /// Adds a node that starts as a cluster of one; returns its index.
     pub fn add_alone(&mut self, name: &str) -> usize {
         let i = self.spawn(name.to_owned(), None);
