@@ -363,11 +363,15 @@ fn time_until(
     None
 }
 
-/// Cuts a fresh converged cluster into halves until each marks the other DOWN, heals the cut
-/// and times the merge: no restart, only what the cores do by themselves (push-pull with a
-/// DOWN member, refutations spread by gossip).
+/// Cuts a fresh converged cluster, every member of which has node 0 as its seed (the first
+/// pod of a StatefulSet), into halves until each marks the other DOWN, heals the cut and times
+/// the merge: no restart, only what the cores do by themselves (the seed refresh of the half
+/// without node 0, push-pulls with DOWN members, refutations spread by gossip).
 fn partition_heal(n: usize) -> HealRow {
     let (mut sim, _, _) = converged(SEED, n, NetConfig::default());
+    for i in 0..n {
+        sim.join(i, &[0]);
+    }
     let watch = Stopwatch::start(&sim);
     let a: Vec<usize> = (0..n / 2).collect();
     let b: Vec<usize> = (n / 2..n).collect();
@@ -377,8 +381,8 @@ fn partition_heal(n: usize) -> HealRow {
     });
     sim.heal();
     let everyone: Vec<usize> = (0..n).collect();
-    // The merge waits for a push-pull across the former cut: every 4th push-pull tick picks a
-    // DOWN member, and the interval grows with N (as tests/sim.rs bounds it).
+    // The cap: even without the seed refresh, a push-pull across the former cut comes within
+    // 4 N-scaled push-pull intervals (every 4th tick picks a DOWN member).
     let interval = Config::default().push_pull_interval;
     let limit = push_pull_scale(interval, n) * 4 + Duration::from_secs(30);
     let merged = split.and_then(|_| {

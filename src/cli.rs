@@ -327,7 +327,6 @@ impl AgentArgs {
                 seeds: self.mesh_peer_urls,
                 leave_timeout: self.leave_timeout,
                 exchange_timeout: self.profile.exchange_timeout(),
-                seed_refresh_interval: self.seed_refresh_interval,
                 trust,
             },
             http: SocketAddr::new(self.host, self.port),
@@ -421,6 +420,7 @@ impl AgentArgs {
                 .unwrap_or(profile.push_pull_interval),
             retention: self.retention,
             max_members: self.max_members,
+            seed_refresh_interval: self.seed_refresh_interval,
             ..profile
         }
     }
@@ -540,7 +540,7 @@ mod tests {
         assert!(rt.identity.name.starts_with("Mesh_") && rt.identity.name.len() == 9);
         assert!(rt.seeds.is_empty());
         assert_eq!(rt.leave_timeout, Duration::from_secs(2));
-        assert_eq!(rt.seed_refresh_interval, Duration::from_secs(30));
+        assert_eq!(rt.swim.seed_refresh_interval, Duration::from_secs(30));
         assert_eq!(config.http, "127.0.0.1:39528".parse().expect("addr"));
         assert_eq!(rt.trust, TrustConfig::default(), "no key: in the clear");
         assert!(config.api_tls.is_none());
@@ -641,7 +641,7 @@ mod tests {
         assert_eq!(rt.swim.push_pull_interval, Duration::from_secs(60));
         assert_eq!(rt.swim.retention, Duration::from_secs(3600));
         assert_eq!(rt.leave_timeout, Duration::from_millis(1500));
-        assert_eq!(rt.seed_refresh_interval, Duration::from_secs(120));
+        assert_eq!(rt.swim.seed_refresh_interval, Duration::from_secs(120));
         assert_eq!(rt.swim.max_members, 500);
         assert_eq!(rt.trust.label, "prod-eu");
         let keyring = rt.trust.keyring.as_ref().expect("a keyring");
@@ -925,7 +925,7 @@ mod tests {
     fn seed_refresh_zero_disables() {
         let config =
             config(&[&LOCAL[..], &["--seed-refresh-interval", "0s"]].concat()).expect("0s");
-        assert!(config.runtime.seed_refresh_interval.is_zero());
+        assert!(config.runtime.swim.seed_refresh_interval.is_zero());
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn record_snapshot(s: &Snapshot) {
     counter!("meshd_quic_handshakes_failed_total").absolute(rt.quic_handshakes_failed);
     counter!("meshd_socket_errors_total", "op" => "recv").absolute(rt.recv_errors);
     counter!("meshd_socket_errors_total", "op" => "send").absolute(rt.send_errors);
-    counter!("meshd_join_rounds_failed_total").absolute(rt.join_rounds_failed);
+    counter!("meshd_join_rounds_failed_total").absolute(stats.join_rounds_failed);
 }
 
 /// Registers the HELP text of every series the recorder renders.

@@ -1,9 +1,10 @@
 //! Seeded simulation scenarios over 50 nodes: join, crash, leave, false suspicion, loss, restart.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use meshd::sim::{NetConfig, Sim, SimEvent};
-use meshd::swim::{push_pull_scale, suspicion, Config, Event, MemberState};
+use meshd::swim::{push_pull_scale, seeding, suspicion, Config, Event, MemberState};
 
 const N: usize = 50;
 
@@ -155,6 +156,33 @@ fn fifty_nodes_join_through_one_seed_and_converge() {
     }
 }
 
+/// A joiner cut off from its seed retries with the core's backoff (each round: a lookup, an
+/// attempt that times out, a doubling wait) and joins once the link heals, within the longest
+/// backoff plus one attempt.
+#[test]
+fn joiner_cut_off_from_its_seed_retries_then_joins() {
+    let config = Config::default();
+    let mut sim = Sim::new(3, config.clone(), NetConfig::default());
+    start_cluster(&mut sim, 5);
+    let joiner = sim.add_joining("late", 0);
+    sim.partition(&[&[joiner]]);
+    sim.run_for(secs(20.0), |_| {});
+    let core = sim.core(joiner).expect("running");
+    assert_eq!(core.local().state, MemberState::Init, "cut off: not joined");
+    // Rounds end at ~2 s (attempt timeout), then wait 0.1-0.2, 0.2-0.4, ... up to 2.5-5 s.
+    let failed = core.stats().join_rounds_failed;
+    assert!((4..=8).contains(&failed), "{failed} failed rounds in 20 s");
+    sim.heal();
+    let healed = sim.now();
+    let bound = seeding::JOIN_BACKOFF_MAX + config.seed_attempt_timeout + secs(1.0);
+    let t = run_until(&mut sim, bound, secs(0.05), |_| {}, converged);
+    let t = t.unwrap_or_else(|| panic!("not joined within {bound:?} of healing"));
+    println!(
+        "{failed} join rounds failed while cut off; joined and converged {:?} after healing",
+        t - healed
+    );
+}
+
 #[test]
 fn crashed_node_is_down_everywhere_within_bound() {
     let config = Config::default();
@@ -252,27 +280,35 @@ fn suspected_live_node_refutes_and_stays_alive() {
     let mut sim = converged_cluster(4, config.clone());
     let target = 31;
     let target_name = name(target);
-    let mut suspected = 0;
+    let suspected = Cell::new(0);
     let mut downs = Vec::new();
     let mut watch = |e: &SimEvent| {
         if let Event::Changed { member, .. } = &e.event {
             if member.name == target_name && member.state == MemberState::Suspected {
-                suspected += 1;
+                suspected.set(suspected.get() + 1);
             }
         }
         if let Some(n) = is_down_event(e) {
             downs.push(n.to_owned());
         }
     };
-    // All its inbound traffic is lost for 2 probe intervals: whoever probes it then suspects it.
+    // All its inbound traffic is lost until someone whose probe it missed suspects it (a
+    // probe round or a few: every member probes one member a second).
     sim.set_inbound_loss(target, 1.0);
-    sim.run_for(config.probe_interval * 2, &mut watch);
+    let mut lost_for = Duration::ZERO;
+    while suspected.get() == 0 && lost_for < secs(60.0) {
+        sim.run_for(secs(0.1), &mut watch);
+        lost_for += secs(0.1);
+    }
     sim.set_inbound_loss(target, 0.0);
     let t = run_until(&mut sim, secs(60.0), secs(0.5), &mut watch, |s| {
         converged(s) && (0..N).all(|i| s.view(i, &target_name).is_some_and(|v| v.incarnation > 1))
     });
     sim.run_for(secs(60.0), &mut watch);
-    assert!(suspected > 0, "the scenario never suspected the target");
+    assert!(
+        suspected.get() > 0,
+        "the scenario never suspected the target"
+    );
     assert!(downs.is_empty(), "DOWN events: {downs:?}");
     assert!(
         t.is_some(),
@@ -282,7 +318,8 @@ fn suspected_live_node_refutes_and_stays_alive() {
     assert!(core.stats().refutations > 0);
     assert!(converged(&sim));
     println!(
-        "suspected {suspected} times, refuted; local incarnation {}",
+        "suspected {} times, refuted; local incarnation {}",
+        suspected.get(),
         core.local().incarnation
     );
 }
@@ -435,12 +472,25 @@ fn quick_restart_at_new_address_takes_over_live_entry() {
     assert!(downs.is_empty(), "DOWN events: {downs:?}");
 }
 
+/// Merge bound without seeds: every 4th push-pull tick picks a DOWN member, so within 4
+/// (N-scaled) push-pull intervals some pair across the former split exchanges state;
+/// refutations then spread by gossip (30 s allowed).
+fn push_pull_merge_bound(config: &Config, n: usize) -> Duration {
+    push_pull_scale(config.push_pull_interval, n) * 4 + secs(30.0)
+}
+
+/// Merge bound with seeds: within one seed refresh interval every node of the half without
+/// the seed resolves it, finds its address held DOWN and exchanges state with it (the first
+/// of them within a fraction of the interval); refutations then spread by gossip (30 s
+/// allowed).
+fn seed_merge_bound(config: &Config) -> Duration {
+    config.seed_refresh_interval + secs(30.0)
+}
+
 /// Cuts `sim` (every node running) into halves until each holds the other DOWN, heals the
 /// link and returns how long after healing every node held every node ALIVE again, failing
-/// if that took longer than the bound: every 4th push-pull tick picks a DOWN member, so
-/// within 4 (N-scaled) push-pull intervals some pair across the former split exchanges
-/// state; refutations then spread by gossip (30 s allowed).
-fn cut_and_heal(sim: &mut Sim, config: &Config) -> Duration {
+/// if that took longer than `bound`.
+fn cut_and_heal(sim: &mut Sim, bound: Duration) -> Duration {
     let n = sim.len();
     let a: Vec<usize> = (0..n / 2).collect();
     let b: Vec<usize> = (n / 2..n).collect();
@@ -456,7 +506,6 @@ fn cut_and_heal(sim: &mut Sim, config: &Config) -> Duration {
     let split = split.unwrap_or_else(|| panic!("N={n}: the halves never held each other DOWN"));
     sim.heal();
     let healed = sim.now();
-    let bound = push_pull_scale(config.push_pull_interval, n) * 4 + secs(30.0);
     let t = run_until(sim, bound, secs(1.0), |_| {}, converged);
     let t = t.unwrap_or_else(|| panic!("N={n}: not merged within {bound:?} of healing"));
     assert_eq!(
@@ -475,23 +524,43 @@ fn cut_and_heal(sim: &mut Sim, config: &Config) -> Duration {
     t - healed
 }
 
+/// Every node joined through node 0 (the join wave) and refreshes its seed: the half without
+/// node 0 finds it again through the refresh.
 #[test]
 fn healed_partition_merges_again() {
     let config = Config::default();
     let mut sim = converged_cluster(8, config.clone());
-    cut_and_heal(&mut sim, &config);
+    cut_and_heal(&mut sim, seed_merge_bound(&config));
 }
 
-/// The same cut at N = 100, from a converged table (no join wave): the merge needs no
-/// restart and no operator. The bench (`cargo bench --bench cluster`) gives the figure at
-/// N = 1,000.
+/// A converged table of 100 (no join wave) whose members all have node 0 as their seed.
+fn hundred_with_seeds(seed: u64, config: &Config, with_seeds: bool) -> Sim {
+    let mut sim = Sim::new(seed, config.clone(), NetConfig::default());
+    let names: Vec<String> = (0..100).map(name).collect();
+    let nodes = sim.add_converged(&names);
+    if with_seeds {
+        for i in nodes {
+            sim.join(i, &[0]);
+        }
+    }
+    sim
+}
+
+/// The same cut at N = 100, merged by the seed refresh. The bench (`cargo bench --bench
+/// cluster`) gives the figure at N = 1,000.
 #[test]
 fn healed_partition_of_a_hundred_merges_again() {
     let config = Config::default();
-    let mut sim = Sim::new(100, config.clone(), NetConfig::default());
-    let names: Vec<String> = (0..100).map(name).collect();
-    sim.add_converged(&names);
-    cut_and_heal(&mut sim, &config);
+    let mut sim = hundred_with_seeds(100, &config, true);
+    cut_and_heal(&mut sim, seed_merge_bound(&config));
+}
+
+/// Without seeds the merge still comes, later, from the push-pulls that pick DOWN members.
+#[test]
+fn healed_partition_of_a_hundred_merges_without_seeds() {
+    let config = Config::default();
+    let mut sim = hundred_with_seeds(100, &config, false);
+    cut_and_heal(&mut sim, push_pull_merge_bound(&config, 100));
 }
 
 #[test]

@@ -15,17 +15,18 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::events::{log_event, SequencedEvent};
-use super::join::{self, JoinState, RoundFailure};
 use super::keys::{self, KeyOp, KeyReport, LocalKeys};
+use super::notices;
 use super::quic::{self, ExchangeError};
-use super::rejoin::{self, SeedRefresh};
 use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
 use super::trust::{KeyChange, Offer, Trust};
 use crate::seal::OpenError;
 use crate::swim::limits::LimitError;
-use crate::swim::{MemberState, MemberView, NodeMeta, Swim};
+use crate::swim::{
+    ExchangeOutcome, MemberState, MemberView, NodeMeta, Purpose, PushPullRequest, Swim,
+};
 use crate::wire;
 
 /// Longest the driver sleeps when the core has no deadline, so it still re-checks its state.
@@ -96,36 +97,30 @@ pub enum SetTagsRefused {
     Invalid(LimitError),
 }
 
-/// Outcome of a task the driver spawned.
+/// Outcome of a task the driver spawned for the core.
 enum TaskResult {
-    /// A periodic push-pull the core asked for.
-    PushPull {
-        peer: SocketAddr,
+    /// A push-pull exchange the core asked for ended.
+    Exchange {
+        request: PushPullRequest,
         result: Result<Vec<u8>, ExchangeError>,
     },
-    /// A join round: the first seed that answered with its reply, or every address tried.
-    Join(join::RoundResult),
-    /// A seed refresh's DNS lookup finished (our own address excluded).
+    /// The seed lookup the core asked for finished.
     SeedsResolved(Vec<SocketAddr>),
-    /// A seed refresh's push-pull with an address no live member has.
-    SeedExchange {
-        peer: SocketAddr,
-        result: Result<Vec<u8>, ExchangeError>,
-    },
 }
 
 /// The driver's fixed settings.
 pub struct DriverSettings {
     /// Seeds to join through; empty means start alone.
     pub seeds: Vec<Seed>,
-    /// Our own advertised address, skipped among resolved seeds.
-    pub advertise: SocketAddr,
     /// How long a leave may take before the driver stops anyway.
     pub leave_timeout: Duration,
-    /// Bound on each push-pull exchange.
+    /// Bound on each periodic push-pull exchange.
     pub exchange_timeout: Duration,
-    /// How often seeds are resolved again once in a cluster; zero disables it.
-    pub seed_refresh_interval: Duration,
+    /// Bound on each exchange of a join attempt or a seed refresh (the core gives up on the
+    /// address after the same time).
+    pub seed_attempt_timeout: Duration,
+    /// Seeds are resolved again once joined (for the log line of a node alone).
+    pub seeds_refreshed: bool,
 }
 
 /// Channels and handles the driver works with.
@@ -155,8 +150,6 @@ pub struct Driver {
     counters: RuntimeCounters,
     results_tx: mpsc::UnboundedSender<TaskResult>,
     results_rx: mpsc::UnboundedReceiver<TaskResult>,
-    join: JoinState,
-    refresh: SeedRefresh,
     leave_deadline: Option<Instant>,
     last_publish: Option<Instant>,
     last_event_seq: u64,
@@ -166,15 +159,12 @@ pub struct Driver {
     /// Datagrams that did not open since the last warning about them, and when it was.
     rejected_since_warning: u64,
     last_reject_warning: Option<Instant>,
-    /// The one line about seeds refusing our keys has been logged.
-    refusal_logged: bool,
 }
 
 impl Driver {
     /// Wraps a core in state INIT, sealing and authenticating with `trust`.
     pub fn new(core: Swim, trust: Trust, io: DriverIo, settings: DriverSettings) -> Self {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let refresh = SeedRefresh::new(settings.seed_refresh_interval);
         let members = core.members().into();
         Driver {
             core,
@@ -184,15 +174,12 @@ impl Driver {
             counters: RuntimeCounters::default(),
             results_tx,
             results_rx,
-            join: JoinState::Done,
-            refresh,
             leave_deadline: None,
             last_publish: None,
             last_event_seq: 0,
             members,
             rejected_since_warning: 0,
             last_reject_warning: None,
-            refusal_logged: false,
         }
     }
 
@@ -203,7 +190,7 @@ impl Driver {
             tracing::info!("no seeds configured: starting as a cluster of one");
             self.core.start_alone(now);
         } else {
-            self.join = JoinState::start(now);
+            self.core.join(now);
         }
         self.after_input(true).await;
 
@@ -230,19 +217,13 @@ impl Driver {
         self.publish(Instant::now());
     }
 
-    /// The earliest of the core's deadline, the next join round and the leave deadline.
+    /// The earlier of the core's deadline and the leave deadline.
     fn next_wake(&self, now: Instant) -> Instant {
-        let mut wake = self.core.poll_timeout().unwrap_or(now + IDLE_WAKE);
-        if let Some(at) = self.join.wake_at() {
-            wake = wake.min(at);
+        let wake = self.core.poll_timeout().unwrap_or(now + IDLE_WAKE);
+        match self.leave_deadline {
+            Some(deadline) => wake.min(deadline),
+            None => wake,
         }
-        if let Some(deadline) = self.leave_deadline {
-            wake = wake.min(deadline);
-        }
-        if let Some(at) = self.refresh.wake_at() {
-            wake = wake.min(at);
-        }
-        wake
     }
 
     fn leave_finished(&self, now: Instant) -> bool {
@@ -314,12 +295,6 @@ impl Driver {
     fn on_timer(&mut self, now: Instant) {
         // Calling early is harmless: the core fires only timers that are due.
         self.core.handle_timeout(now);
-        if self.join.wake_at().is_some_and(|at| at <= now) {
-            self.start_join_round();
-        }
-        if self.refresh.poll(now, self.refresh_applies()) {
-            self.start_seed_refresh();
-        }
     }
 
     fn on_command(&mut self, command: Command) {
@@ -330,7 +305,6 @@ impl Driver {
                     tracing::info!("leaving: announcing LEAVING to peers");
                     self.core.leave(now);
                     self.leave_deadline = Some(now + self.settings.leave_timeout);
-                    self.join = JoinState::Done;
                 }
             }
             Command::PushPull {
@@ -490,212 +464,46 @@ impl Driver {
 
     fn on_result(&mut self, result: TaskResult) {
         let now = Instant::now();
-        if let TaskResult::PushPull {
-            result: Ok(reply), ..
-        }
-        | TaskResult::Join(Ok((_, reply))) = &result
-        {
-            self.counters.stream_received(reply.len());
-        }
-        match &result {
-            TaskResult::PushPull {
-                peer,
-                result: Ok(reply),
-            }
-            | TaskResult::SeedExchange {
-                peer,
-                result: Ok(reply),
-            }
-            | TaskResult::Join(Ok((peer, reply))) => self.offer_keyring(*peer, reply),
-            _ => {}
-        }
         match result {
-            TaskResult::PushPull {
-                peer,
-                result: Ok(reply),
-            } => match self.core.handle_push_pull(now, peer, &reply) {
-                Ok(()) => self.counters.push_pull_ok += 1,
-                Err(reason) => {
-                    self.counters.push_pull_failed += 1;
-                    tracing::debug!(%peer, ?reason, "rejected push-pull reply");
-                }
-            },
-            TaskResult::PushPull {
-                peer,
-                result: Err(err),
-            } => {
-                self.counters.push_pull_failed += 1;
-                tracing::debug!(%peer, error = %err, "push-pull failed");
+            TaskResult::Exchange { request, result } => self.on_exchange(now, request, result),
+            TaskResult::SeedsResolved(resolved) => {
+                tracing::debug!(resolved = %notices::comma_list(&resolved), "seeds resolved");
+                self.core.handle_seeds_resolved(now, &resolved);
             }
-            // A round that ends after a leave began is moot.
-            TaskResult::Join(_) if !self.join.in_flight() => {}
-            TaskResult::Join(Ok((seed, reply))) => {
-                match self.core.handle_push_pull(now, seed, &reply) {
-                    Ok(()) => {
-                        self.counters.push_pull_ok += 1;
-                        tracing::info!(%seed, "joined cluster");
-                        self.join = JoinState::Done;
-                    }
-                    Err(reason) => {
-                        self.counters.push_pull_failed += 1;
-                        tracing::warn!(%seed, ?reason, "seed answered with an unusable payload");
-                        self.join_round_failed(now, vec![seed]);
-                    }
-                }
-            }
-            TaskResult::Join(Err(tried)) => self.join_round_failed(now, tried),
-            TaskResult::SeedsResolved(resolved) => self.on_seeds_resolved(resolved),
-            TaskResult::SeedExchange { peer, result } => self.on_seed_exchange(now, peer, result),
         }
     }
 
-    fn join_round_failed(&mut self, now: Instant, failure: impl Into<RoundFailure>) {
-        let failure = failure.into();
-        let JoinState::InFlight(backoff) = &self.join else {
-            return;
-        };
-        let mut backoff = backoff.clone();
-        self.counters.join_rounds_failed += 1;
-        if self.core.local().state != MemberState::Init {
-            // A peer joined us through its own push-pull meanwhile: we are in a cluster.
-            tracing::info!("joined cluster (a peer reached us first)");
-            self.join = JoinState::Done;
-            return;
-        }
-        if !failure.refused.is_empty() && !self.refusal_logged {
-            tracing::warn!("{}", join::refused_line(&failure.refused));
-            self.refusal_logged = true;
-        }
-        if failure.only_self {
-            if self.settings.seed_refresh_interval.is_zero() {
-                tracing::info!("seeds resolve only to this node: starting as a cluster of one");
-            } else {
-                tracing::info!("{}", join::ONLY_SELF_LINE);
-            }
-            self.core.start_alone(now);
-            self.join = JoinState::Done;
-            return;
-        }
-        let delay = backoff.next_delay();
-        tracing::info!(
-            "{}",
-            join::progress_line(&failure.tried, &self.settings.seeds, delay)
-        );
-        self.join = JoinState::WaitUntil(now + delay, backoff);
-    }
-
-    fn start_join_round(&mut self) {
-        let JoinState::WaitUntil(_, backoff) = &self.join else {
-            return;
-        };
-        if self.core.local().state != MemberState::Init {
-            tracing::info!("joined cluster (a peer reached us first)");
-            self.join = JoinState::Done;
-            return;
-        }
-        self.join = JoinState::InFlight(backoff.clone());
-        let payload = self.push_pull_payload();
-        self.counters.stream_sent(payload.len());
-        let seeds = self.settings.seeds.clone();
-        let own = self.settings.advertise;
-        let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
-        let endpoint = self.io.endpoint.clone();
-        let dial = self.trust.push_pull_dial();
-        let results = self.results_tx.clone();
-        tokio::spawn(async move {
-            let result = join::round(&endpoint, &dial, &seeds, own, &payload, timeout).await;
-            let _ = results.send(TaskResult::Join(result));
-        });
-    }
-
-    /// Seed refresh runs once this node is in a cluster through seeds, until it leaves.
-    fn refresh_applies(&self) -> bool {
-        !self.settings.seeds.is_empty()
-            && self.leave_deadline.is_none()
-            && matches!(
-                self.core.local().state,
-                MemberState::Alive | MemberState::Suspected
-            )
-    }
-
-    /// Resolves the seeds in a task; [`Self::on_seeds_resolved`] picks whom to contact.
-    fn start_seed_refresh(&self) {
-        let seeds = self.settings.seeds.clone();
-        let own = self.settings.advertise;
-        let results = self.results_tx.clone();
-        tokio::spawn(async move {
-            let resolved = seeds::resolve(&seeds, own).await;
-            let _ = results.send(TaskResult::SeedsResolved(resolved));
-        });
-    }
-
-    fn on_seeds_resolved(&mut self, resolved: Vec<SocketAddr>) {
-        let cursor = self.refresh.resolved();
-        if !self.refresh_applies() {
-            return;
-        }
-        let chosen = rejoin::choose(
-            &self.refresh.not_in_flight(&resolved),
-            self.settings.advertise,
-            &self.core.members(),
-            rejoin::MAX_CONTACTS_PER_REFRESH,
-            cursor,
-        );
-        tracing::debug!(
-            resolved = %join_addrs(&resolved),
-            contacting = %join_addrs(&chosen),
-            "seed refresh"
-        );
-        let payload = self.push_pull_payload();
-        let timeout = self.settings.exchange_timeout.min(join::ATTEMPT_TIMEOUT);
-        for peer in chosen {
-            self.refresh.contact_started(peer);
-            let payload = payload.clone();
-            let endpoint = self.io.endpoint.clone();
-            let dial = self.trust.push_pull_dial();
-            let results = self.results_tx.clone();
-            tokio::spawn(async move {
-                let result = quic::exchange(&endpoint, &dial, peer, &payload, timeout).await;
-                let _ = results.send(TaskResult::SeedExchange { peer, result });
-            });
-        }
-    }
-
-    fn on_seed_exchange(
+    /// Reports how an exchange the core asked for ended; an answer may carry a newer keyring.
+    fn on_exchange(
         &mut self,
         now: Instant,
-        peer: SocketAddr,
+        request: PushPullRequest,
         result: Result<Vec<u8>, ExchangeError>,
     ) {
-        self.refresh.contact_ended(peer);
-        let reply = match result {
-            Ok(reply) => reply,
+        let peer = request.peer;
+        let outcome = match &result {
+            Ok(reply) => {
+                self.counters.stream_received(reply.len());
+                self.offer_keyring(peer, reply);
+                ExchangeOutcome::Answered(reply)
+            }
             Err(err) => {
                 self.counters.push_pull_failed += 1;
-                tracing::debug!(%peer, error = %err, "seed refresh: address did not answer");
-                return;
+                tracing::debug!(%peer, purpose = ?request.purpose, error = %err, "push-pull failed");
+                if err.is_handshake_refusal() {
+                    ExchangeOutcome::Refused
+                } else {
+                    ExchangeOutcome::Unanswered
+                }
             }
         };
-        let entry = |m: &MemberView| (m.name.clone(), m.addr, m.state, m.incarnation);
-        let before: Vec<_> = self.core.members().iter().map(entry).collect();
-        match self.core.handle_push_pull(now, peer, &reply) {
-            Ok(()) => {
-                self.counters.push_pull_ok += 1;
-                let changed = self
-                    .core
-                    .members()
-                    .iter()
-                    .filter(|m| !before.contains(&entry(m)))
-                    .count();
-                tracing::info!(
-                    %peer,
-                    members_new_or_changed = changed,
-                    "seed refresh: merged with an address no live member had"
-                );
-            }
+        let answered = result.is_ok();
+        match self.core.handle_push_pull_reply(now, &request, outcome) {
+            Ok(()) if answered => self.counters.push_pull_ok += 1,
+            Ok(()) => {}
             Err(reason) => {
                 self.counters.push_pull_failed += 1;
-                tracing::debug!(%peer, ?reason, "seed refresh: rejected push-pull reply");
+                tracing::debug!(%peer, ?reason, "rejected push-pull reply");
             }
         }
     }
@@ -710,8 +518,14 @@ impl Driver {
                 tracing::debug!(dst = %transmit.dst, error = %err, "udp send failed");
             }
         }
-        while let Some(peer) = self.core.poll_push_pull() {
-            self.spawn_push_pull(peer);
+        while let Some(request) = self.core.poll_push_pull() {
+            self.spawn_exchange(request);
+        }
+        if self.core.poll_seed_lookup() {
+            self.spawn_seed_lookup();
+        }
+        while let Some(notice) = self.core.poll_notice() {
+            notices::log(&notice, &self.settings.seeds, self.settings.seeds_refreshed);
         }
         let mut fresh = Vec::new();
         while let Some(event) = self.core.poll_event() {
@@ -742,16 +556,35 @@ impl Driver {
         }
     }
 
-    fn spawn_push_pull(&mut self, peer: SocketAddr) {
+    /// Runs an exchange the core asked for in a task; its outcome comes back as a result.
+    fn spawn_exchange(&mut self, request: PushPullRequest) {
         let payload = self.push_pull_payload();
         self.counters.stream_sent(payload.len());
         let endpoint = self.io.endpoint.clone();
         let dial = self.trust.push_pull_dial();
-        let timeout = self.settings.exchange_timeout;
+        let timeout = match request.purpose {
+            Purpose::AntiEntropy => self.settings.exchange_timeout,
+            Purpose::Join | Purpose::SeedRefresh => self.settings.seed_attempt_timeout,
+        };
         let results = self.results_tx.clone();
         tokio::spawn(async move {
+            let peer = request.peer;
             let result = quic::exchange(&endpoint, &dial, peer, &payload, timeout).await;
-            let _ = results.send(TaskResult::PushPull { peer, result });
+            let _ = results.send(TaskResult::Exchange { request, result });
+        });
+    }
+
+    /// Resolves the seeds in a task, as the core asked; a lookup that hangs counts as one that
+    /// resolved nothing, so joining goes on.
+    fn spawn_seed_lookup(&self) {
+        let seeds = self.settings.seeds.clone();
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let lookup = seeds::resolve(&seeds);
+            let resolved = tokio::time::timeout(seeds::LOOKUP_TIMEOUT, lookup)
+                .await
+                .unwrap_or_default();
+            let _ = results.send(TaskResult::SeedsResolved(resolved));
         });
     }
 
@@ -783,10 +616,4 @@ impl Driver {
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);
     }
-}
-
-/// Addresses as one comma-separated log field.
-fn join_addrs(addrs: &[SocketAddr]) -> String {
-    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    list.join(",")
 }

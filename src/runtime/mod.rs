@@ -7,10 +7,9 @@
 pub mod driver;
 pub mod entropy;
 pub mod events;
-pub mod join;
 pub mod keys;
+pub mod notices;
 pub mod quic;
-pub mod rejoin;
 pub mod seeds;
 pub mod snapshot;
 pub mod socket;
@@ -65,11 +64,9 @@ pub struct RuntimeConfig {
     pub seeds: Vec<Seed>,
     /// Longest a graceful leave may take.
     pub leave_timeout: Duration,
-    /// Bound on each push-pull exchange.
+    /// Bound on each periodic push-pull exchange (join attempts and seed refreshes are bounded
+    /// by the core's `seed_attempt_timeout`).
     pub exchange_timeout: Duration,
-    /// How often seeds are resolved again once joined, to merge split clusters and find members
-    /// at new addresses ([`rejoin`]); zero disables it.
-    pub seed_refresh_interval: Duration,
     /// Keyring, keyring file and cluster label.
     pub trust: TrustConfig,
 }
@@ -118,6 +115,13 @@ impl Runtime {
             identity.addr.set_port(local_addr.port());
         }
         let advertise = identity.addr;
+        let settings = DriverSettings {
+            seeds: config.seeds,
+            leave_timeout: config.leave_timeout,
+            exchange_timeout: config.exchange_timeout,
+            seed_attempt_timeout: config.swim.seed_attempt_timeout,
+            seeds_refreshed: !config.swim.seed_refresh_interval.is_zero(),
+        };
         let rng_seed = entropy::random_u64();
         tracing::debug!(rng_seed, "core RNG seeded");
         let now = Instant::now();
@@ -141,13 +145,6 @@ impl Runtime {
             commands: command_rx,
             snapshots: snapshot_tx,
             events: events.clone(),
-        };
-        let settings = DriverSettings {
-            seeds: config.seeds,
-            advertise,
-            leave_timeout: config.leave_timeout,
-            exchange_timeout: config.exchange_timeout,
-            seed_refresh_interval: config.seed_refresh_interval,
         };
         let driver = tokio::spawn(Driver::new(core, trust, io, settings).run());
         tracing::info!(bind = %local_addr, advertise = %advertise, "mesh socket ready (SWIM + QUIC)");

@@ -1,17 +1,14 @@
-//! Seed peers from `--mesh-peer-urls`: parsing, DNS resolution and the join backoff.
+//! Seed peers from `--mesh-peer-urls`: parsing and DNS resolution. When to resolve them and
+//! whom to contact is the core's business (`swim::seeding`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-/// First wait between join rounds when no seed answered.
-pub const JOIN_BACKOFF_START: Duration = Duration::from_millis(200);
-/// Longest wait between join rounds; a joiner keeps trying at this pace forever.
-pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest a seed lookup may take: the system resolver's own retries can take far longer when
+/// DNS is unreachable, and joining must go on (a lookup that times out resolved nothing).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `host:port` seed entry; the host may be an IP or a DNS name resolving to many addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,16 +65,10 @@ impl FromStr for Seed {
     }
 }
 
-/// Resolves every seed, drops `own` (our advertise address) and duplicates, keeps order.
-/// Unresolvable entries are logged at debug and skipped: they may appear in DNS later.
-pub async fn resolve(seeds: &[Seed], own: SocketAddr) -> Vec<SocketAddr> {
-    let mut out = resolve_all(seeds).await;
-    out.retain(|addr| *addr != own);
-    out
-}
-
-/// Resolves every seed, keeping our own address if it is listed; drops duplicates, keeps order.
-pub async fn resolve_all(seeds: &[Seed]) -> Vec<SocketAddr> {
+/// Resolves every seed (our own address stays if it is listed: the core tells it apart); drops
+/// duplicates, keeps order. Unresolvable entries are logged at debug and skipped: they may
+/// appear in DNS later.
+pub async fn resolve(seeds: &[Seed]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for seed in seeds {
         match tokio::net::lookup_host((seed.host.as_str(), seed.port)).await {
@@ -92,47 +83,6 @@ pub async fn resolve_all(seeds: &[Seed]) -> Vec<SocketAddr> {
         }
     }
     out
-}
-
-/// Doubling backoff between join rounds, capped at [`JOIN_BACKOFF_MAX`], each wait drawn at
-/// random from the upper half of its step. The jitter matters when many nodes start at once:
-/// a seed serves at most [`MAX_CONCURRENT_SERVES`](super::quic::MAX_CONCURRENT_SERVES)
-/// exchanges and refuses the rest, and refused joiners that all retried after the same delay
-/// would arrive together again, round after round.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    next: Duration,
-    rng: StdRng,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        // Distinct per process (agents started together share the clock, not the pid).
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        Backoff::with_seed(u64::from(std::process::id()) << 32 | u64::from(nanos))
-    }
-}
-
-impl Backoff {
-    /// A backoff whose jitter comes from `seed`.
-    pub fn with_seed(seed: u64) -> Self {
-        Backoff {
-            next: JOIN_BACKOFF_START,
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-
-    /// The wait before the next round, in `[step / 2, step]`; each call doubles the step up
-    /// to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let step = self.next;
-        self.next = (self.next * 2).min(JOIN_BACKOFF_MAX);
-        let half = step / 2;
-        let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(self.rng.random_range(0..=nanos))
-    }
 }
 
 #[cfg(test)]
@@ -176,31 +126,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let steps = [200, 400, 800, 1600, 3200, 5000, 5000].map(Duration::from_millis);
-        let mut seen = Vec::new();
-        for seed in 0..20 {
-            let mut backoff = Backoff::with_seed(seed);
-            let delays: Vec<Duration> = steps.iter().map(|_| backoff.next_delay()).collect();
-            for (delay, step) in delays.iter().zip(steps) {
-                assert!(
-                    *delay >= step / 2 && *delay <= step,
-                    "{delay:?} outside [{:?}, {step:?}]",
-                    step / 2
-                );
-            }
-            seen.push(delays[0]);
-        }
-        // Joiners refused together do not all come back together.
-        seen.sort();
-        seen.dedup();
-        assert!(seen.len() > 10, "first delays {seen:?}");
-    }
-
     #[tokio::test]
-    async fn resolve_skips_own_address_and_duplicates() {
-        let own: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+    async fn resolve_keeps_order_and_drops_duplicates() {
         let seeds: Vec<Seed> = [
             "127.0.0.1:4000",
             "127.0.0.1:4001",
@@ -210,8 +137,11 @@ mod tests {
         .iter()
         .map(|s| s.parse().expect("seed"))
         .collect();
-        let addrs = resolve(&seeds, own).await;
-        assert!(!addrs.contains(&own));
+        let addrs = resolve(&seeds).await;
+        assert_eq!(
+            addrs[..2],
+            ["127.0.0.1:4000", "127.0.0.1:4001"].map(|a| a.parse().expect("addr"))
+        );
         assert_eq!(addrs.iter().filter(|a| a.port() == 4001).count(), 1);
         assert!(
             addrs.iter().any(|a| a.port() == 4002),

@@ -29,8 +29,6 @@ pub struct RuntimeCounters {
     pub push_pull_ok: u64,
     /// Push-pull exchanges that failed (timeout, connection, rejected payload).
     pub push_pull_failed: u64,
-    /// Join rounds in which no seed answered.
-    pub join_rounds_failed: u64,
     /// Push-pull messages handed to QUIC streams (requests, replies, one per join round).
     pub stream_messages_sent: u64,
     /// Bytes of those messages.

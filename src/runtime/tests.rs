@@ -20,6 +20,7 @@ fn fast_swim() -> swim::Config {
         probe_interval: Duration::from_millis(200),
         probe_timeout: Duration::from_millis(100),
         gossip_interval: Duration::from_millis(50),
+        seed_refresh_interval: Duration::ZERO,
         ..swim::Config::default()
     }
 }
@@ -43,7 +44,6 @@ fn config(name: &str, port: u16, seeds: &[SocketAddr]) -> RuntimeConfig {
             .collect(),
         leave_timeout: Duration::from_secs(2),
         exchange_timeout: Duration::from_secs(2),
-        seed_refresh_interval: Duration::ZERO,
         trust: TrustConfig::default(),
     }
 }
@@ -136,7 +136,7 @@ async fn joiner_started_before_its_seed_joins_once_the_seed_appears() {
     let mut joiner_rx = joiner.snapshots();
     // Let at least one join round fail first.
     wait_for(&mut joiner_rx, "a failed join round", |s| {
-        s.counters.join_rounds_failed >= 1
+        s.stats.join_rounds_failed >= 1
     })
     .await;
     assert_eq!(joiner_rx.borrow().local.state, MemberState::Init);
@@ -238,7 +238,7 @@ async fn formed_apart(refresh: Duration) -> [Runtime; 3] {
         .await
         .expect("start seed");
     let mut cfg = config("joiner", 0, &[seed.local_addr(), late_addr]);
-    cfg.seed_refresh_interval = refresh;
+    cfg.swim.seed_refresh_interval = refresh;
     let joiner = Runtime::start(cfg).await.expect("start joiner");
     wait_for(&mut joiner.snapshots(), "joiner joined seed", |s| {
         all_alive(s, &["joiner", "seed"])
@@ -367,7 +367,7 @@ async fn nodes_with_a_common_key_converge_and_strangers_stay_out() {
         let node = Runtime::start(cfg).await.expect("outsider starts");
         let mut rx = node.snapshots();
         wait_for(&mut rx, "a failed join round", |s| {
-            s.counters.join_rounds_failed >= 2
+            s.stats.join_rounds_failed >= 2
         })
         .await;
         assert_eq!(rx.borrow().local.state, MemberState::Init);

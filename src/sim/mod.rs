@@ -26,12 +26,15 @@ use invariants::Invariants;
 use queue::{Dest, Input, Scheduled};
 
 use crate::swim::members::NameInterner;
-use crate::swim::{Config, Event, Identity, KnownMember, MemberState, MemberView, NodeMeta, Swim};
+use crate::swim::{
+    Config, Event, ExchangeOutcome, Identity, KnownMember, MemberState, MemberView, NodeMeta,
+    PushPullRequest, Swim,
+};
 
 /// SWIM port every simulated node listens on.
 const PORT: u16 = 39527;
-/// How long a joining node waits for its seed before trying again.
-const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// How long a seed lookup takes (a DNS answer from a nearby resolver).
+const LOOKUP_TIME: Duration = Duration::from_millis(1);
 
 /// Network behaviour shared by all links.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +100,8 @@ struct SimNode {
     wake_at: Option<Duration>,
     inbound_loss: f64,
     group: u32,
+    /// The nodes whose addresses this node's seed lookup resolves to.
+    seeds: Vec<usize>,
 }
 
 /// The simulator. See the module docs.
@@ -247,11 +252,26 @@ impl Sim {
         range
     }
 
-    /// Adds a node that joins through `seed` by push-pull (retried until it has joined).
+    /// Adds a node that joins through `seed` (the core's join rounds: lookup, push-pull,
+    /// backoff, until it has joined), and refreshes it once joined.
     pub fn add_joining(&mut self, name: &str, seed: usize) -> usize {
         let i = self.spawn(name.to_owned(), None);
-        self.join(i, seed);
+        self.join(i, &[seed]);
         i
+    }
+
+    /// Gives node `i` the seeds `seeds` (their current addresses are what its lookups resolve
+    /// to) and tells its core to join through them; a joined core then refreshes them.
+    pub fn join(&mut self, i: usize, seeds: &[usize]) {
+        let now = self.instant(self.now);
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        node.seeds = seeds.to_vec();
+        if let Some(core) = node.core.as_mut() {
+            core.join(now);
+        }
+        self.drain(i);
     }
 
     /// Crashes node `i` for good (until [`Sim::restart`]): it stops processing anything.
@@ -265,7 +285,7 @@ impl Sim {
     }
 
     /// Restarts node `i` under its name as a fresh core (at a new address if `new_addr`),
-    /// joining through `seed`.
+    /// joining through `seed` (its only seed from now on).
     pub fn restart(&mut self, i: usize, new_addr: bool, seed: usize) {
         self.crash(i);
         let Some(name) = self.nodes.get(i).map(|n| n.name.clone()) else {
@@ -277,7 +297,7 @@ impl Sim {
             self.nodes.get(i).map(|n| n.addr)
         };
         let j = self.spawn(name, Some((i, addr)));
-        self.join(j, seed);
+        self.join(j, &[seed]);
     }
 
     /// Node `i` leaves gracefully (it keeps running until crashed, like a process that waits
@@ -415,19 +435,13 @@ impl Sim {
                     wake_at: None,
                     inbound_loss: 0.0,
                     group: 0,
+                    seeds: Vec::new(),
                 });
                 self.nodes.len() - 1
             }
         };
         self.by_addr.insert(addr, i);
         i
-    }
-
-    fn join(&mut self, i: usize, seed: usize) {
-        let Some(seed_addr) = self.nodes.get(seed).map(|n| n.addr) else {
-            return;
-        };
-        self.dispatch_to(i, Input::JoinRetry { seed: seed_addr });
     }
 
     fn schedule(&mut self, at: Duration, dest: Dest, input: Input) {
@@ -510,10 +524,20 @@ impl Sim {
 
     fn process(&mut self, i: usize, input: Input) {
         let now = self.instant(self.now);
+        // A lookup resolves every seed to its node's current address (crashed ones keep
+        // theirs, like a static IP in a seed list).
+        let resolved: Vec<SocketAddr> = match input {
+            Input::SeedsResolved => self.nodes.get(i).map_or_else(Vec::new, |n| {
+                n.seeds
+                    .iter()
+                    .filter_map(|&s| self.nodes.get(s).map(|seed| seed.addr))
+                    .collect()
+            }),
+            _ => Vec::new(),
+        };
         let Some(node) = self.nodes.get_mut(i) else {
             return;
         };
-        let epoch = node.epoch;
         let Some(core) = node.core.as_mut() else {
             return;
         };
@@ -522,58 +546,68 @@ impl Sim {
             Input::PushPullRequest {
                 from,
                 from_epoch,
+                request,
                 from_addr,
                 payload,
             } => {
-                if core.handle_push_pull(now, from_addr, &payload).is_ok() {
-                    let reply = Input::PushPullReply {
-                        from_addr: core.local().addr,
-                        payload: core.push_pull_payload(),
-                    };
-                    let at = self.now + self.net.latency;
-                    self.schedule(at, Dest::Node(from, from_epoch), reply);
-                }
+                // A rejected request closes the stream unanswered, as the QUIC server does.
+                let answer = core
+                    .handle_push_pull(now, from_addr, &payload)
+                    .is_ok()
+                    .then(|| core.push_pull_payload());
+                let at = self.now + self.net.latency;
+                let outcome = Input::PushPullOutcome { request, answer };
+                self.schedule(at, Dest::Node(from, from_epoch), outcome);
             }
-            Input::PushPullReply { from_addr, payload } => {
-                if core.handle_push_pull(now, from_addr, &payload).is_ok() {
+            Input::PushPullOutcome { request, answer } => {
+                let outcome = match &answer {
+                    Some(payload) => ExchangeOutcome::Answered(payload),
+                    None => ExchangeOutcome::Unanswered,
+                };
+                let merged = core.handle_push_pull_reply(now, &request, outcome).is_ok();
+                if merged && answer.is_some() {
                     self.stats.push_pulls += 1;
                 }
             }
+            Input::SeedsResolved => core.handle_seeds_resolved(now, &resolved),
             Input::Wake | Input::Resume => core.handle_timeout(now),
-            Input::JoinRetry { seed } => {
-                if core.local().state != MemberState::Init {
-                    return;
-                }
-                let payload = core.push_pull_payload();
-                self.send_push_pull(i, epoch, seed, payload);
-                self.schedule(
-                    self.now + JOIN_RETRY,
-                    Dest::Node(i, epoch),
-                    Input::JoinRetry { seed },
-                );
-            }
         }
         self.drain(i);
     }
 
-    fn send_push_pull(&mut self, from: usize, from_epoch: u32, to: SocketAddr, payload: Vec<u8>) {
-        if !self.can_talk(from, to) {
-            return;
-        }
+    /// Starts the exchange `request` of node `from`. One the network cannot carry (a partition,
+    /// nobody running at the address) ends unanswered after the seed attempt timeout, as a
+    /// QUIC connection attempt times out.
+    fn send_push_pull(
+        &mut self,
+        from: usize,
+        from_epoch: u32,
+        request: PushPullRequest,
+        payload: Vec<u8>,
+    ) {
         let Some(from_addr) = self.nodes.get(from).map(|n| n.addr) else {
             return;
         };
+        let to = request.peer;
+        let running = self.by_addr.get(&to).is_some_and(|&j| self.is_running(j));
+        if !running || !self.can_talk(from, to) {
+            let at = self.now + self.config.seed_attempt_timeout;
+            let outcome = Input::PushPullOutcome {
+                request,
+                answer: None,
+            };
+            self.schedule(at, Dest::Node(from, from_epoch), outcome);
+            return;
+        }
         let at = self.now + self.net.latency;
-        self.schedule(
-            at,
-            Dest::Addr(to),
-            Input::PushPullRequest {
-                from,
-                from_epoch,
-                from_addr,
-                payload,
-            },
-        );
+        let input = Input::PushPullRequest {
+            from,
+            from_epoch,
+            request,
+            from_addr,
+            payload,
+        };
+        self.schedule(at, Dest::Addr(to), input);
     }
 
     /// Schedules one copy of a datagram, arriving after `link` plus the drawn latency.
@@ -608,12 +642,15 @@ impl Sim {
         while let Some(t) = core.poll_transmit() {
             sends.push(t);
         }
-        while let Some(addr) = core.poll_push_pull() {
-            pulls.push(addr);
+        while let Some(request) = core.poll_push_pull() {
+            pulls.push(request);
         }
+        let lookup = core.poll_seed_lookup();
         while let Some(e) = core.poll_event() {
             events.push(e);
         }
+        // Notices are the driver's log lines; the simulator has no log.
+        while core.poll_notice().is_some() {}
         let payload = (!pulls.is_empty()).then(|| core.push_pull_payload());
         let deadline = core
             .poll_timeout()
@@ -647,9 +684,13 @@ impl Sim {
             self.deliver(from, t.dst, link, t.payload);
         }
         if let Some(payload) = payload {
-            for addr in pulls {
-                self.send_push_pull(i, epoch, addr, payload.clone());
+            for request in pulls {
+                self.send_push_pull(i, epoch, request, payload.clone());
             }
+        }
+        if lookup {
+            let at = self.now + LOOKUP_TIME;
+            self.schedule(at, Dest::Node(i, epoch), Input::SeedsResolved);
         }
         for event in events {
             self.invariants.observe(self.now, i, &event);

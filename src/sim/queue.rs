@@ -4,27 +4,33 @@ use std::cmp::Ordering;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::swim::PushPullRequest;
+
+/// What a node's core may be given.
 #[derive(Debug)]
 pub(super) enum Input {
     Datagram {
         from: SocketAddr,
         payload: Vec<u8>,
     },
+    /// A peer's exchange arrives (a QUIC push-pull); the answer goes back to the node.
     PushPullRequest {
         from: usize,
         from_epoch: u32,
+        request: PushPullRequest,
         from_addr: SocketAddr,
         payload: Vec<u8>,
     },
-    PushPullReply {
-        from_addr: SocketAddr,
-        payload: Vec<u8>,
+    /// How an exchange this node's core asked for ended: the peer's answer, or `None` when
+    /// it got none.
+    PushPullOutcome {
+        request: PushPullRequest,
+        answer: Option<Vec<u8>>,
     },
+    /// The seed lookup this node's core asked for is answered.
+    SeedsResolved,
     Wake,
     Resume,
-    JoinRetry {
-        seed: SocketAddr,
-    },
 }
 
 /// Who an input is for: whoever holds an address on arrival, or one incarnation of a node.

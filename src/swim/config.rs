@@ -52,6 +52,16 @@ pub struct Config {
     /// further new members are refused (and counted) until reaping makes room. Bounds memory
     /// and the probe round whatever a bug or an outsider sends.
     pub max_members: usize,
+    /// Once joined through seeds, how often they are resolved again; the few resolved addresses
+    /// that no ALIVE or SUSPECTED member has then get a push-pull, so clusters that formed apart
+    /// merge and members back at new addresses are found. Zero disables it. As often as the
+    /// base push-pull interval by default: a split heals about as fast as anti-entropy repairs
+    /// a missed update, at the cost of one DNS lookup.
+    pub seed_refresh_interval: Duration,
+    /// Longest the core waits for one seed address to answer a join attempt (or a seed refresh
+    /// exchange) before it moves on. Shorter than a periodic exchange so a dead seed does not
+    /// hold up the next one, yet long enough for one lost QUIC Initial (~1 s PTO).
+    pub seed_attempt_timeout: Duration,
 }
 
 impl Default for Config {
@@ -73,6 +83,8 @@ impl Default for Config {
             awareness_max_multiplier: 8,
             announce_fanout: 256,
             max_members: 10_000,
+            seed_refresh_interval: Duration::from_secs(30),
+            seed_attempt_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The sans-IO SWIM protocol core: no sockets, no clock reads, no tokio, no global RNG.
 //!
 //! [`Swim`] is a plain state machine. Its driving contract:
-//! - Inputs: [`Swim::handle_datagram`], [`Swim::handle_timeout`], [`Swim::handle_push_pull`], and
-//!   the commands [`Swim::start_alone`], [`Swim::leave`], [`Swim::set_meta`].
+//! - Inputs: [`Swim::handle_datagram`], [`Swim::handle_timeout`], [`Swim::handle_push_pull`] (a
+//!   peer's exchange), [`Swim::handle_push_pull_reply`] (how an exchange we asked for ended),
+//!   [`Swim::handle_seeds_resolved`], and the commands [`Swim::join`] (through seeds),
+//!   [`Swim::start_alone`] (without), [`Swim::leave`], [`Swim::set_meta`].
 //! - After every input, the caller drains the outputs: [`Swim::poll_transmit`] until `None`,
-//!   [`Swim::poll_push_pull`] until `None`, [`Swim::poll_event`] until `None`, then re-arms one
-//!   timer at [`Swim::poll_timeout`] (an absolute deadline; the core keeps its timers itself).
+//!   [`Swim::poll_push_pull`] until `None` (run each exchange, report its outcome once),
+//!   [`Swim::poll_seed_lookup`] (resolve the seeds when true, report them once),
+//!   [`Swim::poll_event`] and [`Swim::poll_notice`] until `None`, then re-arms one timer at
+//!   [`Swim::poll_timeout`] (an absolute deadline; the core keeps its timers itself).
 //! - `now` is monotonic and never goes backwards between calls; randomness comes only from the
 //!   seed given to [`Swim::new`], so a run is reproducible.
 
@@ -19,6 +23,7 @@ pub mod limits;
 pub mod members;
 mod node;
 pub mod probe;
+pub mod seeding;
 pub mod state;
 pub mod suspicion;
 pub mod timers;
@@ -29,6 +34,7 @@ use std::time::Instant;
 
 pub use config::Config;
 pub use node::{push_pull_scale, KnownMember, Swim};
+pub use seeding::{ExchangeOutcome, Notice, Purpose, PushPullRequest};
 
 /// Operator-supplied description of a node, carried with every ALIVE update.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -198,6 +204,8 @@ pub struct Stats {
     pub refutations: u64,
     /// Full-state exchanges merged.
     pub push_pulls: u64,
+    /// Join rounds in which no seed answered.
+    pub join_rounds_failed: u64,
     /// Round trips of probes answered by a direct ack.
     pub probe_rtt: probe::RttHistogram,
 }

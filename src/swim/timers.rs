@@ -18,23 +18,29 @@ pub enum Timer {
     Gossip = 3,
     /// When to ask the driver for the next full-state exchange.
     PushPull = 4,
+    /// When to start the next join round, or to give up on the seed address being tried.
+    Join = 5,
+    /// When to resolve the seeds again and contact addresses no live member has.
+    SeedRefresh = 6,
 }
 
 impl Timer {
     /// Every timer kind, in table order.
-    pub const ALL: [Timer; 5] = [
+    pub const ALL: [Timer; 7] = [
         Timer::Probe,
         Timer::ProbeTimeout,
         Timer::NackCheck,
         Timer::Gossip,
         Timer::PushPull,
+        Timer::Join,
+        Timer::SeedRefresh,
     ];
 }
 
 /// One optional deadline per [`Timer`] kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TimerTable {
-    data: [Option<Instant>; 5],
+    data: [Option<Instant>; Timer::ALL.len()],
 }
 
 impl TimerTable {

@@ -302,7 +302,6 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
         seeds: Vec::new(),
         leave_timeout: Duration::from_secs(1),
         exchange_timeout: Duration::from_secs(1),
-        seed_refresh_interval: Duration::ZERO,
         trust: crate::runtime::TrustConfig::default(),
     };
     let runtime = Runtime::start(config).await.expect("runtime starts");

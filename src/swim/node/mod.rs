@@ -1,10 +1,12 @@
 //! The [`Swim`] state machine: ties the member table, probing, suspicion, awareness and the
 //! broadcast queue together behind the driving contract documented on the `swim` module.
 //!
-//! Split by input: `inbound` handles datagrams and merges facts, `periodic` handles timers.
+//! Split by input: `inbound` handles datagrams and merges facts, `periodic` handles timers,
+//! `seeding` joins through seeds and refreshes them.
 
 mod inbound;
 mod periodic;
+mod seeding;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use super::codec::{self, Body};
 use super::limits::{self, LimitError};
 use super::members::{share_meta, Member, Members, NameInterner};
 use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
+use super::seeding::{JoinPhase, Notice, PushPullRequest, Seeding};
 use super::state::{is_reachable, Update};
 use super::timers::{DeadlineQueue, Timer, TimerTable};
 use super::{
@@ -103,9 +106,11 @@ pub struct Swim {
     push_pull_ticks: u64,
     /// The broadcast queue overflowed a datagram since it last ran empty.
     saturated: bool,
+    seeding: Seeding,
     transmits: VecDeque<Transmit>,
-    push_pulls: VecDeque<SocketAddr>,
+    push_pulls: VecDeque<PushPullRequest>,
     events: VecDeque<Event>,
+    notices: VecDeque<Notice>,
     stats: Stats,
 }
 
@@ -148,9 +153,11 @@ impl Swim {
             leave: None,
             push_pull_ticks: 0,
             saturated: false,
+            seeding: Seeding::default(),
             transmits: VecDeque::new(),
             push_pulls: VecDeque::new(),
             events: VecDeque::new(),
+            notices: VecDeque::new(),
             stats: Stats::default(),
         })
     }
@@ -229,10 +236,26 @@ impl Swim {
         })
     }
 
-    /// Merges a `PushPull` message from the peer at `from`. If this node is INIT, it is now
-    /// joined (→ ALIVE) and announces itself. Errors when the message is dropped (also counted
-    /// in stats).
+    /// Merges the `PushPull` message of a peer at `from` that started an exchange with us (the
+    /// caller answers with [`Swim::push_pull_payload`]). If this node is INIT, it is now joined
+    /// (→ ALIVE) and announces itself. Errors when the message is dropped (also counted in
+    /// stats). Answers to exchanges the core asked for go to [`Swim::handle_push_pull_reply`].
     pub fn handle_push_pull(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
+        let joining = self.seeding.join != JoinPhase::Off;
+        self.merge_push_pull(now, from, data)?;
+        if joining && self.seeding.join == JoinPhase::Off {
+            self.notices.push_back(Notice::JoinedByPeer);
+        }
+        Ok(())
+    }
+
+    /// Merges a peer's `PushPull` message; an INIT node is joined by it (→ ALIVE).
+    fn merge_push_pull(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -290,11 +313,13 @@ impl Swim {
             Some(prev),
             ChangeReason::LocalLeave,
         );
+        self.stop_joining();
         for timer in [
             Timer::Probe,
             Timer::ProbeTimeout,
             Timer::NackCheck,
             Timer::PushPull,
+            Timer::SeedRefresh,
         ] {
             self.timers.stop(timer);
         }
@@ -355,8 +380,9 @@ impl Swim {
         Some(t)
     }
 
-    /// Next peer address the caller should run a full-state push-pull exchange with, if any.
-    pub fn poll_push_pull(&mut self) -> Option<SocketAddr> {
+    /// Next push-pull exchange the caller should run, if any; its outcome goes back through
+    /// [`Swim::handle_push_pull_reply`].
+    pub fn poll_push_pull(&mut self) -> Option<PushPullRequest> {
         self.push_pulls.pop_front()
     }
 
@@ -423,11 +449,13 @@ impl Swim {
 
     // ---- helpers shared by the submodules ----
 
-    /// INIT → ALIVE: announce ourselves and start the periodic timers. No-op otherwise.
+    /// INIT → ALIVE: announce ourselves, stop joining and start the periodic timers. No-op
+    /// otherwise.
     fn become_alive(&mut self, now: Instant) {
         if self.set_local_state(now, MemberState::Alive).is_none() {
             return;
         }
+        self.stop_joining();
         let name = self.local_name.clone();
         self.push_event(&name, Some(MemberState::Init), ChangeReason::LocalStart);
         self.broadcast_local(now);
@@ -454,6 +482,7 @@ impl Swim {
         let interval = self.push_pull_interval();
         let push_pull = interval / 2 + self.jitter(interval);
         self.timers.set(Timer::PushPull, now + push_pull);
+        self.arm_seed_refresh(now, true);
     }
 
     /// Moves this node to `state` (only INIT → ALIVE and → LEAVING are allowed); returns the

@@ -7,6 +7,7 @@ use super::inbound::Origin;
 use super::{Piggyback, Swim};
 use crate::swim::codec::{self, Body};
 use crate::swim::probe::{missing_nacks_delta, round_delta, NackWatch, ProbeRound};
+use crate::swim::seeding::{Purpose, PushPullRequest};
 use crate::swim::state::{is_reachable, Update};
 use crate::swim::suspicion::Check;
 use crate::swim::timers::{Deadline, Timer};
@@ -68,6 +69,8 @@ impl Swim {
                 let next = self.push_pull_interval().max(MIN_PERIOD);
                 self.timers.set(Timer::PushPull, now + next);
             }
+            Timer::Join => self.on_join_timer(now),
+            Timer::SeedRefresh => self.on_seed_refresh_timer(now),
         }
     }
 
@@ -251,8 +254,13 @@ impl Swim {
         if target.is_none() {
             target = self.pick(1, |m| is_reachable(m.state)).pop();
         }
-        if let Some((_, addr)) = target {
-            self.push_pulls.push_back(addr);
+        if let Some((_, peer)) = target {
+            let id = self.seeding.exchange_id();
+            self.push_pulls.push_back(PushPullRequest {
+                id,
+                peer,
+                purpose: Purpose::AntiEntropy,
+            });
         }
     }
 

@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::swim::codec::{decode_datagram, encode_datagram, WIRE_VERSION};
+use crate::swim::seeding::{ExchangeOutcome, Purpose};
 
 fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i], 39527))
@@ -92,3 +93,4 @@ mod lifecycle;
 mod merge;
 mod policy;
 mod probing;
+mod seeding;
