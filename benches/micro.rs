@@ -87,6 +87,7 @@ fn identity(i: usize) -> Identity {
 fn full_ping() -> wire::Envelope {
     let mut env = wire::Envelope {
         sender: name(1),
+        payloads: Vec::new(),
         body: Some(wire::envelope::Body::Ping(wire::Ping {
             seq: 123_456,
             target: name(0),
@@ -138,6 +139,7 @@ fn steady_node(n: usize, now: Instant) -> Swim {
 fn ping(updates: Vec<wire::MemberUpdate>) -> Vec<u8> {
     codec::encode_datagram(&wire::Envelope {
         sender: name(1),
+        payloads: Vec::new(),
         body: Some(wire::envelope::Body::Ping(wire::Ping {
             seq: 42,
             target: name(0),
@@ -198,6 +200,7 @@ fn broadcast_fill(c: &mut Criterion) {
     // What `Swim` leaves for updates in a 1,400-byte Ping to a member of that name.
     let base = wire::Envelope {
         sender: name(0),
+        payloads: Vec::new(),
         body: Some(wire::envelope::Body::Ping(wire::Ping {
             seq: 7,
             target: name(PENDING / 2),

@@ -75,11 +75,17 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     let state = ApiState {
         snapshots: runtime.snapshots(),
         commands: commands.clone(),
+        store_events: runtime.store_events(),
         access: config.access.clone(),
         metrics,
         server,
     };
-    let grpc = MembershipService::new(runtime.feed(), commands.clone(), config.access);
+    let grpc = MembershipService::new(
+        runtime.feed(),
+        runtime.store_events(),
+        commands.clone(),
+        config.access,
+    );
     let (stop_http, http_stopped) = oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut http = tokio::spawn(api::serve_with_grpc(listener, state, grpc, tls, async {

@@ -26,6 +26,7 @@ use crate::api::Access;
 use crate::client;
 use crate::runtime::{entropy, RuntimeConfig, Seed, TrustConfig};
 use crate::seal::{self, Key, Keyring};
+use crate::store::{StoreConfig, StoreLimits};
 use crate::swim::limits::{self, Field, LimitError};
 use crate::swim::{self, Identity, NodeMeta};
 
@@ -58,6 +59,9 @@ pub enum Command {
     Keygen,
     /// Cluster keyring commands: list, install, use, remove (over a running agent's API).
     Keys(client::keys::KeysArgs),
+    /// Replicated stores: ls, get, put, del, incr, add, remove, watch (over a running agent's
+    /// API).
+    Store(client::store::StoreArgs),
 }
 
 /// Log line format.
@@ -194,6 +198,53 @@ pub struct AgentArgs {
     /// labels never talk, even under one key
     #[arg(long, env = "MESHD_CLUSTER_LABEL", default_value = "")]
     pub cluster_label: String,
+    /// Directory where the replicated stores are kept (one file, stores.redb), so a restarted
+    /// node keeps its state and a write is acknowledged only once on disk; without it the
+    /// stores live in memory only
+    #[arg(long, env = "MESHD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most bytes all replicated stores of this node may hold together (e.g. 64MiB, 1GiB);
+    /// writes beyond it are refused with 413
+    #[arg(long, env = "MESHD_STORE_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub store_max_bytes: usize,
+    /// How long deleted store keys are remembered (tombstones) before they are forgotten; a
+    /// node cut off for longer may bring a deleted key back
+    #[arg(long, env = "MESHD_STORE_TOMBSTONE_RETENTION", default_value = "1h",
+          value_parser = positive_duration)]
+    pub store_tombstone_retention: Duration,
+    /// How often the stores run anti-entropy with one random member
+    #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "10s",
+          value_parser = positive_duration)]
+    pub store_sync_interval: Duration,
+}
+
+/// A byte size: a number with an optional unit B, KiB, MiB or GiB (also K, M, G).
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 1048576, 512KiB, 64MiB, 1GiB)"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{s:?} must be above zero and fit this machine"))
+}
+
+/// Whole milliseconds of `d`, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn parse_key(s: &str) -> Result<Key, String> {
@@ -328,6 +379,16 @@ impl AgentArgs {
                 leave_timeout: self.leave_timeout,
                 exchange_timeout: self.profile.exchange_timeout(),
                 trust,
+                stores: StoreConfig {
+                    limits: StoreLimits {
+                        max_bytes: self.store_max_bytes,
+                        ..StoreLimits::default()
+                    },
+                    tombstone_retention_ms: millis(self.store_tombstone_retention),
+                    sync_interval_ms: millis(self.store_sync_interval),
+                    ..StoreConfig::default()
+                },
+                data_dir: self.data_dir,
             },
             http: SocketAddr::new(self.host, self.port),
             access,
@@ -450,6 +511,7 @@ pub fn run() -> ExitCode {
         Command::Info(args) => client::finish(client::info::run(&args)),
         Command::Keygen => keygen(),
         Command::Keys(args) => client::finish(client::keys::run(&args)),
+        Command::Store(args) => client::finish(client::store::run(&args)),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod seal;
 pub mod sim;
+pub mod store;
 pub mod swim;
 
 /// Protobuf messages generated from `proto/mesh.proto`.

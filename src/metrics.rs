@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::runtime::replication::StoreCounts;
 use crate::runtime::{EventFeed, Snapshot};
 use crate::swim::probe::{RttHistogram, RTT_BUCKETS};
 use crate::swim::{DropReason, Event, MemberState, Refusal};
@@ -304,6 +305,47 @@ fn record_snapshot(s: &Snapshot) {
     counter!("meshd_socket_errors_total", "op" => "recv").absolute(rt.recv_errors);
     counter!("meshd_socket_errors_total", "op" => "send").absolute(rt.send_errors);
     counter!("meshd_join_rounds_failed_total").absolute(stats.join_rounds_failed);
+    counter!("meshd_payloads_total", "result" => "received").absolute(stats.payloads_received);
+    counter!("meshd_payloads_total", "result" => "dropped").absolute(stats.payloads_dropped);
+    record_stores(&s.stores);
+}
+
+/// Why a local store write or an entry from the network may be refused (the bounds' names,
+/// and the other checks): every reason is exported, at zero until it happens.
+const STORE_REFUSALS: [&str; 14] = [
+    "stores",
+    "keys_per_store",
+    "store_name",
+    "key",
+    "value",
+    "member",
+    "writer",
+    "entry",
+    "store_max_bytes",
+    "invalid",
+    "not_json",
+    "wrong_kind",
+    "not_found",
+    "malformed",
+];
+
+fn record_stores(s: &StoreCounts) {
+    gauge!("meshd_stores").set(s.stores as f64);
+    gauge!("meshd_store_bytes").set(s.bytes as f64);
+    let stats = &s.stats;
+    counter!("meshd_store_writes_total").absolute(stats.writes);
+    counter!("meshd_store_entries_total", "result" => "received").absolute(stats.entries_received);
+    counter!("meshd_store_entries_total", "result" => "applied").absolute(stats.entries_applied);
+    counter!("meshd_store_payloads_sent_total").absolute(stats.payloads_sent);
+    counter!("meshd_store_syncs_total").absolute(stats.syncs);
+    counter!("meshd_store_sync_bytes_total").absolute(stats.sync_bytes);
+    counter!("meshd_store_collected_total").absolute(stats.collected);
+    for reason in STORE_REFUSALS {
+        let writes = stats.writes_refused.get(reason).copied().unwrap_or(0);
+        counter!("meshd_store_writes_refused_total", "reason" => reason).absolute(writes);
+        let entries = stats.entries_refused.get(reason).copied().unwrap_or(0);
+        counter!("meshd_store_entries_refused_total", "reason" => reason).absolute(entries);
+    }
 }
 
 /// Registers the HELP text of every series the recorder renders.
@@ -417,6 +459,50 @@ fn describe() {
     describe_counter!(
         "meshd_join_rounds_failed_total",
         "Join rounds in which no seed answered"
+    );
+    describe_counter!(
+        "meshd_payloads_total",
+        "Store payloads carried by SWIM datagrams: received from members, or dropped (from a \
+         sender that is no member at its address, or waiting in a full queue)"
+    );
+    describe_gauge!("meshd_stores", "Replicated stores held");
+    describe_gauge!(
+        "meshd_store_bytes",
+        "Bytes of all replicated stores (bounded by --store-max-bytes)"
+    );
+    describe_counter!(
+        "meshd_store_writes_total",
+        "Store writes applied at this node"
+    );
+    describe_counter!(
+        "meshd_store_writes_refused_total",
+        "Store writes refused, by reason (a bound's name, invalid, not_json, wrong_kind, \
+         not_found)"
+    );
+    describe_counter!(
+        "meshd_store_entries_total",
+        "Store entries from other nodes (gossip or anti-entropy): received, and applied (they \
+         changed something here)"
+    );
+    describe_counter!(
+        "meshd_store_entries_refused_total",
+        "Store entries or messages from other nodes refused, by reason"
+    );
+    describe_counter!(
+        "meshd_store_payloads_sent_total",
+        "Store payloads handed to SWIM (local writes and deltas gossiped on)"
+    );
+    describe_counter!(
+        "meshd_store_syncs_total",
+        "Store anti-entropy exchanges started or served"
+    );
+    describe_counter!(
+        "meshd_store_sync_bytes_total",
+        "Bytes of store anti-entropy messages sent and received"
+    );
+    describe_counter!(
+        "meshd_store_collected_total",
+        "Deleted store keys forgotten after --store-tombstone-retention"
     );
 }
 

@@ -111,11 +111,18 @@ fn body() -> impl Strategy<Value = Option<Body>> {
 }
 
 fn datagram() -> impl Strategy<Value = Datagram> {
-    (name(), body(), vec(update(), 0..=MAX_UPDATES))
-        .prop_map(|(sender, body, updates)| Datagram {
+    let payload = vec(any::<u8>(), 0..=64);
+    (
+        name(),
+        body(),
+        vec(update(), 0..=MAX_UPDATES),
+        vec(payload, 0..=4),
+    )
+        .prop_map(|(sender, body, updates, payloads)| Datagram {
             sender,
             body,
             updates,
+            payloads,
         })
         .prop_filter("fits the datagram size limit", |d| {
             fixture::encode_datagram(d).len() <= MAX_DATAGRAM_BYTES
@@ -196,6 +203,7 @@ fn a_suspicion_without_accuser_is_passed_on_in_a_form_peers_accept() {
         sender: fixture::PEERS[0].into(),
         body: None,
         updates: vec![suspect],
+        payloads: Vec::new(),
     });
     node.handle_datagram(t0, fixture::peer_addr(0), &datagram);
     assert_eq!(
@@ -244,6 +252,7 @@ fn seed_datagrams() -> Vec<(&'static str, Vec<u8>)> {
             sender: n1.into(),
             body,
             updates,
+            payloads: Vec::new(),
         })
     };
     let ping = |target: &str| {

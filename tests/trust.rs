@@ -119,6 +119,7 @@ fn fact(
 fn gossip(sender: &str, updates: Vec<wire::MemberUpdate>) -> wire::Envelope {
     wire::Envelope {
         sender: sender.into(),
+        payloads: Vec::new(),
         body: None,
         updates,
     }
@@ -417,6 +418,7 @@ fn strangers_cannot_use_the_cluster_as_a_reflector() {
         let victim = Attacker::new(node_ip(subnet, 201));
         let ping = wire::Envelope {
             sender: "x".into(),
+            payloads: Vec::new(),
             body: Some(wire::envelope::Body::Ping(wire::Ping {
                 seq: 1,
                 target: String::new(),
@@ -432,6 +434,7 @@ fn strangers_cannot_use_the_cluster_as_a_reflector() {
         );
         let req = wire::Envelope {
             sender: "x".into(),
+            payloads: Vec::new(),
             body: Some(wire::envelope::Body::PingReq(wire::PingReq {
                 seq: 2,
                 target: "rf2".into(),

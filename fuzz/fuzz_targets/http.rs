@@ -109,6 +109,7 @@ impl Harness {
                 harness.routers.push(router(ApiState {
                     snapshots,
                     commands,
+                    store_events: tokio::sync::broadcast::channel(16).0,
                     access: Access::loopback_only(),
                     metrics: Default::default(),
                     server: Default::default(),

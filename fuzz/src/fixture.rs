@@ -128,6 +128,7 @@ pub fn encode_datagram(d: &Datagram) -> Vec<u8> {
             .iter()
             .map(|u| codec::update_to_wire(u, true))
             .collect(),
+        payloads: d.payloads.clone(),
     })
 }
 

@@ -142,8 +142,10 @@ pub async fn mutating(
         };
         return ApiError::new(status, denied.message()).into_response();
     }
-    // A GET (listing keys) has no body to declare; every other mutating call must.
-    if request.method() != Method::GET && !declares_json(headers) {
+    // A browser sends a cross-site POST without asking first (a "simple" request) unless its
+    // content type is JSON; PUT and DELETE always need a CORS preflight this server never
+    // answers. So every mutating POST must declare JSON.
+    if request.method() == Method::POST && !declares_json(headers) {
         state.server.count_not_json();
         return ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

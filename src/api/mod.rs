@@ -14,6 +14,8 @@ mod metrics;
 pub mod server;
 mod shutdown;
 mod status;
+mod store_watch;
+mod stores;
 #[cfg(test)]
 mod tests;
 
@@ -22,28 +24,32 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::runtime::replication::StoreEvent;
 use crate::runtime::{Command, Snapshot};
 
 pub use auth::Access;
 pub use error::ApiError;
 pub use server::ServerCounters;
 
-/// Largest request body accepted (the key commands' JSON is under 100 bytes).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body accepted: a store value of the largest size the limits allow (64 KiB)
+/// with room for its JSON wrapper.
+pub const MAX_BODY_BYTES: usize = 80 * 1024;
 
 /// What every handler can reach: snapshots to read, a command channel, and policy.
 #[derive(Clone, Debug)]
 pub struct ApiState {
     /// Latest published snapshot of the node.
     pub snapshots: watch::Receiver<Snapshot>,
-    /// Commands to the driver (leave, keys).
+    /// Commands to the driver (leave, keys, store reads and writes).
     pub commands: mpsc::Sender<Command>,
+    /// The store change stream, for watchers.
+    pub store_events: broadcast::Sender<Arc<StoreEvent>>,
     /// Who may make mutating calls.
     pub access: Access,
     /// Prometheus series rendered at `GET /metrics`.
@@ -60,6 +66,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/ha/keys/install", post(keys::install))
         .route("/ha/keys/use", post(keys::use_key))
         .route("/ha/keys/remove", post(keys::remove))
+        .route(
+            "/ha/stores/{store}/{key}",
+            put(stores::put).delete(stores::delete),
+        )
+        .route("/ha/stores/{store}/{key}/incr", post(stores::incr))
+        .route("/ha/stores/{store}/{key}/add", post(stores::add))
+        .route("/ha/stores/{store}/{key}/remove", post(stores::remove))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::mutating,
@@ -69,6 +82,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/ha/status", get(status::get))
         .route("/metrics", get(metrics::get))
         .route("/ha/openapi.json", get(openapi))
+        .route("/ha/stores", get(stores::list))
+        .route("/ha/stores/{store}", get(stores::entries))
+        .route("/ha/stores/{store}/watch", get(stores::watch))
+        .route("/ha/stores/{store}/{key}", get(stores::get))
+        .route("/ha/workers", get(stores::smg_workers))
+        .route("/ha/policies", get(stores::smg_policies))
         .merge(mutating)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)

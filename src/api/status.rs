@@ -39,7 +39,8 @@ pub struct Node {
     since_ms: u64,
 }
 
-/// Member counts by state.
+/// Member counts by state, and SMG's store counts: keys present in the replicated stores
+/// `workers`, `policies` and `apps`, and how many stores there are.
 #[derive(Debug, Serialize)]
 pub struct Stores {
     membership_count: usize,
@@ -47,6 +48,10 @@ pub struct Stores {
     suspected_count: usize,
     down_count: usize,
     leaving_count: usize,
+    worker_count: usize,
+    policy_count: usize,
+    app_count: usize,
+    store_count: usize,
 }
 
 fn node(member: &MemberView, now: Instant) -> Node {
@@ -78,6 +83,10 @@ pub fn status(snapshot: &Snapshot, now: Instant) -> Status {
             suspected_count: snapshot.count(MemberState::Suspected),
             down_count: snapshot.count(MemberState::Down),
             leaving_count: snapshot.count(MemberState::Leaving),
+            worker_count: snapshot.stores.workers,
+            policy_count: snapshot.stores.policies,
+            app_count: snapshot.stores.apps,
+            store_count: snapshot.stores.stores,
         },
         nodes,
     }

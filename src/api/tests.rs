@@ -67,6 +67,7 @@ async fn start(snap: Snapshot) -> Server {
     let state = ApiState {
         snapshots,
         commands: commands_tx,
+        store_events: tokio::sync::broadcast::channel(16).0,
         access: crate::api::Access::loopback_only(),
         metrics: Default::default(),
         server: Default::default(),
@@ -234,6 +235,7 @@ fn state_with(
     let state = ApiState {
         snapshots,
         commands,
+        store_events: tokio::sync::broadcast::channel(16).0,
         access,
         metrics: Default::default(),
         server: Default::default(),

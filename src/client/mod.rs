@@ -9,6 +9,7 @@ pub mod info;
 pub mod keys;
 pub mod leave;
 pub mod members;
+pub mod store;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -203,6 +204,63 @@ impl Api {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
         self.answer(path, request.send(body.to_string()))
+    }
+
+    /// PUTs `body` as JSON to `path`; any status code is returned with its JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Answer, ClientError> {
+        let url = self.url(path);
+        let mut request = self
+            .agent
+            .put(&url)
+            .header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.answer(path, request.send(body.to_string()))
+    }
+
+    /// DELETEs `path`; any status code is returned with its JSON body.
+    pub fn delete(&self, path: &str) -> Result<Answer, ClientError> {
+        let url = self.url(path);
+        let mut request = self.agent.delete(&url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.answer(path, request.call())
+    }
+
+    /// GETs `path` as a stream of lines (Server-Sent Events) with no overall time limit;
+    /// `on_line` gets each line until it returns false or the agent ends the stream.
+    pub fn stream_lines(
+        &self,
+        path: &str,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> Result<(), ClientError> {
+        use std::io::BufRead;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(REQUEST_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let response = agent
+            .get(&self.url(path))
+            .call()
+            .map_err(|e| self.transport_error(path, e))?;
+        let code = response.status().as_u16();
+        if !(200..300).contains(&code) {
+            let mut response = response;
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(api_error(Answer { code, body }));
+        }
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| ClientError::Other(format!("stream ended: {e}")))?;
+            if !on_line(&line) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// GETs `path`, requires a 2xx answer and decodes it as `T`.

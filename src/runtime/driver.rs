@@ -18,14 +18,16 @@ use super::events::{log_event, SequencedEvent};
 use super::keys::{self, KeyOp, KeyReport, LocalKeys};
 use super::notices;
 use super::quic::{self, ExchangeError};
+use super::replication::{Replication, StoreAnswer, StoreQuery, StoreWriteError};
 use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
 use super::trust::{KeyChange, Offer, Trust};
 use crate::seal::OpenError;
+use crate::store::{Op, Written};
 use crate::swim::limits::LimitError;
 use crate::swim::{
-    ExchangeOutcome, MemberState, MemberView, NodeMeta, Purpose, PushPullRequest, Swim,
+    ExchangeOutcome, MemberState, MemberView, NodeMeta, Notice, Purpose, PushPullRequest, Swim,
 };
 use crate::wire;
 
@@ -78,6 +80,33 @@ pub enum Command {
         /// Where to send the encoded `KeyCommandReply`.
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
+    /// A write to a replicated store; `reply` gets the key's new value once it is durable, or
+    /// why not.
+    StoreWrite {
+        /// The store.
+        store: String,
+        /// The key.
+        key: String,
+        /// What to do.
+        op: Op,
+        /// Where to send the outcome.
+        reply: oneshot::Sender<Result<Written, StoreWriteError>>,
+    },
+    /// A read of the replicated stores.
+    StoreRead {
+        /// What to read.
+        query: StoreQuery,
+        /// Where to send the answer.
+        reply: oneshot::Sender<StoreAnswer>,
+    },
+    /// A peer's anti-entropy step received by the QUIC server; `reply` gets our answer, or
+    /// `None` when the step was malformed.
+    StoreSync {
+        /// The encoded `StoreSync`.
+        payload: Vec<u8>,
+        /// Where to send the answer.
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
     /// Replace this node's tags, keeping region and zone (bumps the incarnation). `reply` gets
     /// the new incarnation, or an error while the node is leaving.
     SetTags {
@@ -106,6 +135,11 @@ enum TaskResult {
     },
     /// The seed lookup the core asked for finished.
     SeedsResolved(Vec<SocketAddr>),
+    /// A step of the stores' anti-entropy with `peer` was answered (or not).
+    StoreSync {
+        peer: SocketAddr,
+        result: Result<Vec<u8>, ExchangeError>,
+    },
 }
 
 /// The driver's fixed settings.
@@ -144,6 +178,7 @@ pub struct DriverIo {
 /// The task state; see the module docs.
 pub struct Driver {
     core: Swim,
+    replication: Replication,
     trust: Trust,
     io: DriverIo,
     settings: DriverSettings,
@@ -163,11 +198,18 @@ pub struct Driver {
 
 impl Driver {
     /// Wraps a core in state INIT, sealing and authenticating with `trust`.
-    pub fn new(core: Swim, trust: Trust, io: DriverIo, settings: DriverSettings) -> Self {
+    pub fn new(
+        core: Swim,
+        replication: Replication,
+        trust: Trust,
+        io: DriverIo,
+        settings: DriverSettings,
+    ) -> Self {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let members = core.members().into();
         Driver {
             core,
+            replication,
             trust,
             io,
             settings,
@@ -215,11 +257,13 @@ impl Driver {
         }
         self.members = self.core.members().into();
         self.publish(Instant::now());
+        self.replication.close();
     }
 
-    /// The earlier of the core's deadline and the leave deadline.
+    /// The earliest of the cores' deadlines and the leave deadline.
     fn next_wake(&self, now: Instant) -> Instant {
         let wake = self.core.poll_timeout().unwrap_or(now + IDLE_WAKE);
+        let wake = wake.min(self.replication.next_wake(now));
         match self.leave_deadline {
             Some(deadline) => wake.min(deadline),
             None => wake,
@@ -250,7 +294,10 @@ impl Driver {
         self.counters.swim_udp_bytes_received += datagram.bytes.len() as u64;
         let from = datagram.from;
         match self.trust.open(from, datagram.bytes) {
-            Ok(plain) => self.core.handle_datagram(Instant::now(), from, &plain),
+            Ok(plain) => {
+                self.core.handle_datagram(Instant::now(), from, &plain);
+                self.replication.take_payloads(&mut self.core);
+            }
             Err(reason) => self.count_rejected(from, reason),
         }
     }
@@ -293,8 +340,9 @@ impl Driver {
     }
 
     fn on_timer(&mut self, now: Instant) {
-        // Calling early is harmless: the core fires only timers that are due.
+        // Calling early is harmless: the cores fire only timers that are due.
         self.core.handle_timeout(now);
+        self.replication.handle_timeout();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -330,6 +378,18 @@ impl Driver {
                 }
                 // The QUIC task may have timed out meanwhile; nothing to do then.
                 let _ = reply.send(answer);
+            }
+            Command::StoreWrite {
+                store,
+                key,
+                op,
+                reply,
+            } => self.replication.write(&store, &key, op, reply),
+            Command::StoreRead { query, reply } => {
+                let _ = reply.send(self.replication.read(query));
+            }
+            Command::StoreSync { payload, reply } => {
+                let _ = reply.send(self.replication.serve_sync(&payload));
             }
             Command::SetTags { tags, reply } => {
                 let _ = reply.send(self.set_tags(now, tags));
@@ -470,6 +530,15 @@ impl Driver {
                 tracing::debug!(resolved = %notices::comma_list(&resolved), "seeds resolved");
                 self.core.handle_seeds_resolved(now, &resolved);
             }
+            TaskResult::StoreSync { peer, result } => match result {
+                Ok(reply) => {
+                    self.counters.stream_received(reply.len());
+                    if let Some(next) = self.replication.sync_reply(&reply) {
+                        self.spawn_store_sync(peer, next);
+                    }
+                }
+                Err(err) => tracing::debug!(%peer, error = %err, "store sync failed"),
+            },
         }
     }
 
@@ -510,6 +579,11 @@ impl Driver {
 
     /// Drains the core's outputs in contract order, then publishes a snapshot if due.
     async fn after_input(&mut self, force_publish: bool) {
+        // The stores first: their payloads become SWIM datagrams below.
+        if let Some(peer) = self.replication.drain(&mut self.core, Instant::now()) {
+            let start = self.replication.sync_start();
+            self.spawn_store_sync(peer, start);
+        }
         while let Some(transmit) = self.core.poll_transmit() {
             let bytes = self.trust.seal(transmit.dst, transmit.payload);
             self.counters.swim_udp_bytes_sent += bytes.len() as u64;
@@ -526,6 +600,12 @@ impl Driver {
         }
         while let Some(notice) = self.core.poll_notice() {
             notices::log(&notice, &self.settings.seeds, self.settings.seeds_refreshed);
+            // A node that just joined, or just met a cluster it had formed apart from, brings
+            // its stores together with that peer's at once.
+            if let Notice::Joined { seed: peer } | Notice::RefreshMerged { peer, .. } = notice {
+                let start = self.replication.sync_start();
+                self.spawn_store_sync(peer, start);
+            }
         }
         let mut fresh = Vec::new();
         while let Some(event) = self.core.poll_event() {
@@ -574,6 +654,20 @@ impl Driver {
         });
     }
 
+    /// Runs one step of the stores' anti-entropy with `peer` in a task; the answer comes back
+    /// as a result, and the next step (if any) starts from there.
+    fn spawn_store_sync(&mut self, peer: SocketAddr, step: Vec<u8>) {
+        self.counters.stream_sent(step.len());
+        let endpoint = self.io.endpoint.clone();
+        let dial = self.trust.store_dial();
+        let timeout = self.settings.exchange_timeout;
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let result = quic::exchange(&endpoint, &dial, peer, &step, timeout).await;
+            let _ = results.send(TaskResult::StoreSync { peer, result });
+        });
+    }
+
     /// Resolves the seeds in a task, as the core asked; a lookup that hangs counts as one that
     /// resolved nothing, so joining goes on.
     fn spawn_seed_lookup(&self) {
@@ -607,6 +701,7 @@ impl Driver {
             local: self.core.local(),
             members: self.members.clone(),
             stats: self.core.stats().clone(),
+            stores: self.replication.counts(),
             health_score: self.core.health_score(),
             pending_broadcasts: self.core.pending_broadcasts(),
             counters: self.counters.clone(),

@@ -51,6 +51,11 @@ impl EventFeed {
         (snapshot, receiver)
     }
 
+    /// A receiver of the snapshots (it sees the channel close when the driver stops).
+    pub fn snapshot_receiver(&self) -> watch::Receiver<Snapshot> {
+        self.snapshots.clone()
+    }
+
     /// The latest snapshot.
     pub fn snapshot(&self) -> Snapshot {
         self.snapshots.borrow().clone()

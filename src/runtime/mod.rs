@@ -9,7 +9,9 @@ pub mod entropy;
 pub mod events;
 pub mod keys;
 pub mod notices;
+pub mod persist;
 pub mod quic;
+pub mod replication;
 pub mod seeds;
 pub mod snapshot;
 pub mod socket;
@@ -36,6 +38,11 @@ use quic::Protocol;
 use socket::SharedSocket;
 use trust::Trust;
 pub use trust::TrustConfig;
+
+use std::path::PathBuf;
+
+use crate::store::{StoreConfig, Stores};
+use replication::{Replication, StoreEvent};
 
 /// Depth of the socket → driver queue. Beyond it SWIM datagrams are dropped (and counted), as a
 /// congested network would; SWIM tolerates loss, and the socket task must never block.
@@ -69,6 +76,10 @@ pub struct RuntimeConfig {
     pub exchange_timeout: Duration,
     /// Keyring, keyring file and cluster label.
     pub trust: TrustConfig,
+    /// The replicated stores' knobs and bounds.
+    pub stores: StoreConfig,
+    /// Where the stores are kept on disk (`--data-dir`); `None` keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A running node: the driver task, the QUIC endpoint and the channels to talk to them.
@@ -76,6 +87,7 @@ pub struct RuntimeConfig {
 pub struct Runtime {
     snapshots: watch::Receiver<Snapshot>,
     events: broadcast::Sender<Arc<SequencedEvent>>,
+    store_events: broadcast::Sender<Arc<StoreEvent>>,
     commands: mpsc::Sender<Command>,
     driver: JoinHandle<()>,
     endpoint: Endpoint,
@@ -130,6 +142,13 @@ impl Runtime {
         let (snapshot_tx, snapshots) = watch::channel(Snapshot::of_local(core.local(), now));
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let (store_events, _) = broadcast::channel(replication::STORE_EVENT_QUEUE);
+        let replication = start_stores(
+            config.stores,
+            config.data_dir.as_deref(),
+            &core.local().name,
+            store_events.clone(),
+        )?;
 
         tokio::spawn(quic::serve(
             endpoint.clone(),
@@ -146,11 +165,12 @@ impl Runtime {
             snapshots: snapshot_tx,
             events: events.clone(),
         };
-        let driver = tokio::spawn(Driver::new(core, trust, io, settings).run());
+        let driver = tokio::spawn(Driver::new(core, replication, trust, io, settings).run());
         tracing::info!(bind = %local_addr, advertise = %advertise, "mesh socket ready (SWIM + QUIC)");
         Ok(Runtime {
             snapshots,
             events,
+            store_events,
             commands,
             driver,
             endpoint,
@@ -166,6 +186,12 @@ impl Runtime {
     /// Snapshots plus the event stream, for watchers that must not miss a change.
     pub fn feed(&self) -> EventFeed {
         EventFeed::new(self.snapshots.clone(), self.events.clone())
+    }
+
+    /// The store change stream: subscribe, then read a store's entries with
+    /// [`Command::StoreRead`] and skip changes up to the `seq` they came with.
+    pub fn store_events(&self) -> broadcast::Sender<Arc<StoreEvent>> {
+        self.store_events.clone()
     }
 
     /// A sender of commands to the driver.
@@ -193,6 +219,35 @@ impl Runtime {
     }
 }
 
+/// The stores, loaded from `data_dir` when given (with the thread that keeps them there).
+fn start_stores(
+    config: StoreConfig,
+    data_dir: Option<&std::path::Path>,
+    name: &str,
+    events: broadcast::Sender<Arc<StoreEvent>>,
+) -> Result<Replication, String> {
+    let now_ms = replication::wall_ms();
+    let mut stores = Stores::new(config, name, now_ms);
+    let persister = match data_dir {
+        None => None,
+        Some(dir) => {
+            let (persister, entries) = persist::open(dir)?;
+            let (loaded, errors) = stores.load(now_ms, entries.iter().map(Vec::as_slice));
+            for error in &errors {
+                tracing::warn!(error = %error, "a stored entry could not be loaded; skipped");
+            }
+            tracing::info!(
+                dir = %dir.display(),
+                keys = loaded,
+                skipped = errors.len(),
+                "stores loaded"
+            );
+            Some(persister)
+        }
+    };
+    Ok(Replication::new(stores, persister, events))
+}
+
 /// Future answering one push-pull request: our payload, or `None` to refuse.
 type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
 
@@ -215,6 +270,7 @@ fn push_pull_responder(
                     payload,
                     reply,
                 },
+                Protocol::Store => Command::StoreSync { payload, reply },
             };
             commands.send(command).await.ok()?;
             answer.await.ok().flatten()

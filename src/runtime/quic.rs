@@ -17,7 +17,7 @@ use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, TransportConfig}
 use tokio::sync::Semaphore;
 
 use super::socket::SharedSocket;
-use super::tls::{TlsConfigs, ALPN_KEYS};
+use super::tls::{TlsConfigs, ALPN_KEYS, ALPN_STORE};
 
 /// Largest push-pull message accepted in either direction. A full table of 10,000 members with
 /// metadata is well under this; the cap stops a broken peer from exhausting memory.
@@ -48,6 +48,8 @@ pub enum Protocol {
     PushPull,
     /// A keyring command (install, use, remove, list).
     Keys,
+    /// One step of the stores' anti-entropy.
+    Store,
 }
 
 /// How to reach peers for one protocol: the client config of the current keyring and the
@@ -73,6 +75,14 @@ impl TlsConfigs {
     pub fn keys_dial(&self) -> Dial {
         Dial {
             config: self.keys.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
+
+    /// How to dial the stores' anti-entropy with this keyring.
+    pub fn store_dial(&self) -> Dial {
+        Dial {
+            config: self.store.clone(),
             server_name: self.server_name.clone(),
         }
     }
@@ -270,7 +280,7 @@ where
 }
 
 /// The protocol the handshake agreed on (the server offers only ours, so anything but the keys
-/// ALPN is a push-pull).
+/// and store ALPNs is a push-pull).
 fn protocol_of(connection: &Connection) -> Protocol {
     let alpn = connection
         .handshake_data()
@@ -278,6 +288,7 @@ fn protocol_of(connection: &Connection) -> Protocol {
         .and_then(|d| d.protocol);
     match alpn.as_deref() {
         Some(ALPN_KEYS) => Protocol::Keys,
+        Some(ALPN_STORE) => Protocol::Store,
         _ => Protocol::PushPull,
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::replication::StoreCounts;
 use crate::swim::{MemberState, MemberView, Stats};
 
 /// Counters kept by the runtime itself (the core keeps its own in [`Stats`]).
@@ -77,6 +78,8 @@ pub struct Snapshot {
     pub members: Arc<[MemberView]>,
     /// The core's counters.
     pub stats: Stats,
+    /// The replicated stores: counts and counters.
+    pub stores: StoreCounts,
     /// Lifeguard local health score (0 is healthy).
     pub health_score: u32,
     /// Updates waiting to be piggybacked.
@@ -96,6 +99,7 @@ impl Snapshot {
             members: Arc::new([local.clone()]),
             local,
             stats: Stats::default(),
+            stores: StoreCounts::default(),
             health_score: 0,
             pending_broadcasts: 0,
             counters: RuntimeCounters::default(),

@@ -45,6 +45,8 @@ fn config(name: &str, port: u16, seeds: &[SocketAddr]) -> RuntimeConfig {
         leave_timeout: Duration::from_secs(2),
         exchange_timeout: Duration::from_secs(2),
         trust: TrustConfig::default(),
+        stores: crate::store::StoreConfig::default(),
+        data_dir: None,
     }
 }
 

@@ -38,6 +38,8 @@ use crate::seal::{Key, KeyId};
 pub const ALPN_PUSH_PULL: &[u8] = b"meshd/1";
 /// ALPN id of the keyring commands (install, use, remove, list) between members.
 pub const ALPN_KEYS: &[u8] = b"meshd-keys/1";
+/// ALPN id of the replicated stores' anti-entropy steps.
+pub const ALPN_STORE: &[u8] = b"meshd-store/1";
 
 /// Context of the HMAC that turns a cluster key and label into a TLS key pair seed.
 const IDENTITY_CONTEXT: &[u8] = b"meshd quic identity v1\0";
@@ -308,6 +310,8 @@ pub struct TlsConfigs {
     pub push_pull: ClientConfig,
     /// For keyring commands.
     pub keys: ClientConfig,
+    /// For the stores' anti-entropy.
+    pub store: ClientConfig,
     /// The server name to connect with: the labels of all our keys, primary first.
     pub server_name: String,
 }
@@ -346,7 +350,11 @@ impl TlsConfigs {
             .map_err(|e| format!("TLS server config: {e}"))?
             .with_client_cert_verifier(verifier.clone())
             .with_cert_resolver(Arc::new(ServerIdentity(identities.clone())));
-        server_tls.alpn_protocols = vec![ALPN_PUSH_PULL.to_vec(), ALPN_KEYS.to_vec()];
+        server_tls.alpn_protocols = vec![
+            ALPN_PUSH_PULL.to_vec(),
+            ALPN_KEYS.to_vec(),
+            ALPN_STORE.to_vec(),
+        ];
         let crypto = QuicServerConfig::try_from(server_tls)
             .map_err(|e| format!("QUIC server config: {e}"))?;
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
@@ -370,6 +378,7 @@ impl TlsConfigs {
             server,
             push_pull: client(ALPN_PUSH_PULL)?,
             keys: client(ALPN_KEYS)?,
+            store: client(ALPN_STORE)?,
             server_name,
         })
     }

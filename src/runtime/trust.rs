@@ -175,6 +175,11 @@ impl Trust {
         self.tls.keys_dial()
     }
 
+    /// How to dial the stores' anti-entropy now.
+    pub fn store_dial(&self) -> Dial {
+        self.tls.store_dial()
+    }
+
     /// The datagram to put on the wire for `dst`: sealed under the key `dst` last spoke to us
     /// in (the primary for a peer not heard yet), or as it is in the clear.
     pub fn seal(&mut self, dst: SocketAddr, datagram: Vec<u8>) -> Vec<u8> {

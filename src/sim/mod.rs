@@ -14,6 +14,7 @@
 
 mod invariants;
 mod queue;
+mod stores;
 
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,11 +25,14 @@ use rand::{Rng, SeedableRng};
 
 use invariants::Invariants;
 use queue::{Dest, Input, Scheduled};
+pub use stores::StoreSeen;
+use stores::WALL_EPOCH_MS;
 
+use crate::store::{StoreConfig, Stores};
 use crate::swim::members::NameInterner;
 use crate::swim::{
     Config, Event, ExchangeOutcome, Identity, KnownMember, MemberState, MemberView, NodeMeta,
-    PushPullRequest, Swim,
+    Notice, PushPullRequest, Swim,
 };
 
 /// SWIM port every simulated node listens on.
@@ -102,6 +106,8 @@ struct SimNode {
     group: u32,
     /// The nodes whose addresses this node's seed lookup resolves to.
     seeds: Vec<usize>,
+    /// The node's replicated stores, when the simulation has them.
+    stores: Option<Stores>,
 }
 
 /// The simulator. See the module docs.
@@ -123,6 +129,10 @@ pub struct Sim {
     names: NameInterner,
     /// Extra one-way latency of a link, by (sender address, receiver address).
     link_latency: HashMap<(SocketAddr, SocketAddr), Duration>,
+    /// Every node gets replicated stores with this config (see [`Sim::enable_stores`]).
+    store_config: Option<StoreConfig>,
+    /// Store changes seen since the last [`Sim::take_store_changes`].
+    store_changes: Vec<stores::StoreSeen>,
 }
 
 impl Sim {
@@ -144,6 +154,8 @@ impl Sim {
             stats: SimStats::default(),
             names: NameInterner::default(),
             link_latency: HashMap::new(),
+            store_config: None,
+            store_changes: Vec::new(),
         }
     }
 
@@ -436,11 +448,21 @@ impl Sim {
                     inbound_loss: 0.0,
                     group: 0,
                     seeds: Vec::new(),
+                    stores: None,
                 });
                 self.nodes.len() - 1
             }
         };
         self.by_addr.insert(addr, i);
+        // A new process: empty stores (the simulator keeps no data directory), filled again by
+        // anti-entropy once it has joined.
+        let stores = self.store_config.clone().map(|config| {
+            let name = self.name(i).to_owned();
+            Stores::new(config, &name, self.wall_ms())
+        });
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.stores = stores;
+        }
         i
     }
 
@@ -535,14 +557,46 @@ impl Sim {
             }),
             _ => Vec::new(),
         };
+        let now_ms = self.wall_ms();
         let Some(node) = self.nodes.get_mut(i) else {
             return;
         };
-        let Some(core) = node.core.as_mut() else {
+        let SimNode { core, stores, .. } = node;
+        let Some(core) = core.as_mut() else {
             return;
         };
         match input {
-            Input::Datagram { from, payload } => core.handle_datagram(now, from, &payload),
+            Input::Datagram { from, payload } => {
+                core.handle_datagram(now, from, &payload);
+                if let Some(stores) = stores.as_mut() {
+                    while let Some(payload) = core.poll_payload() {
+                        stores.handle_payload(now_ms, &payload);
+                    }
+                }
+            }
+            Input::StoreSyncRequest {
+                from,
+                from_epoch,
+                request,
+            } => {
+                let own = core.local().addr;
+                let reply = stores
+                    .as_mut()
+                    .and_then(|s| s.serve_sync(now_ms, &request).ok());
+                if let Some(reply) = reply {
+                    let at = self.now + self.net.latency;
+                    let input = Input::StoreSyncReply { peer: own, reply };
+                    self.schedule(at, Dest::Node(from, from_epoch), input);
+                }
+            }
+            Input::StoreSyncReply { peer, reply } => {
+                let next = stores
+                    .as_mut()
+                    .and_then(|s| s.handle_sync_reply(now_ms, &reply).ok().flatten());
+                if let Some(next) = next {
+                    self.send_store_sync(i, peer, next);
+                }
+            }
             Input::PushPullRequest {
                 from,
                 from_epoch,
@@ -570,7 +624,12 @@ impl Sim {
                 }
             }
             Input::SeedsResolved => core.handle_seeds_resolved(now, &resolved),
-            Input::Wake | Input::Resume => core.handle_timeout(now),
+            Input::Wake | Input::Resume => {
+                core.handle_timeout(now);
+                if let Some(stores) = stores.as_mut() {
+                    stores.handle_timeout(now_ms);
+                }
+            }
         }
         self.drain(i);
     }
@@ -628,6 +687,8 @@ impl Sim {
 
     /// Collects a node's outputs after an input: datagrams, push-pull requests, events, timer.
     fn drain(&mut self, i: usize) {
+        // The stores first: their payloads become SWIM datagrams below.
+        self.drain_stores(i);
         let mut sends = Vec::new();
         let mut pulls = Vec::new();
         let mut events = Vec::new();
@@ -649,12 +710,30 @@ impl Sim {
         while let Some(e) = core.poll_event() {
             events.push(e);
         }
-        // Notices are the driver's log lines; the simulator has no log.
-        while core.poll_notice().is_some() {}
+        // Notices are the driver's log lines (the simulator has no log); a join or a seed
+        // refresh that met another cluster starts store anti-entropy with that peer, as the
+        // driver does.
+        let mut sync_with = Vec::new();
+        while let Some(notice) = core.poll_notice() {
+            if let Notice::Joined { seed: peer } | Notice::RefreshMerged { peer, .. } = notice {
+                sync_with.push(peer);
+            }
+        }
+        if node.stores.is_none() {
+            while core.poll_payload().is_some() {}
+        }
         let payload = (!pulls.is_empty()).then(|| core.push_pull_payload());
+        let store_deadline = node.stores.as_ref().map(|s| {
+            let at_ms = s.poll_timeout().saturating_sub(WALL_EPOCH_MS);
+            Duration::from_millis(at_ms)
+        });
         let deadline = core
             .poll_timeout()
             .map(|d| d.saturating_duration_since(self.base).max(self.now));
+        let deadline = match (deadline, store_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b).max(self.now)),
+            (a, b) => a.or(b).map(|d| d.max(self.now)),
+        };
         if let Some(d) = deadline {
             if node.wake_at != Some(d) {
                 node.wake_at = Some(d);
@@ -691,6 +770,9 @@ impl Sim {
         if lookup {
             let at = self.now + LOOKUP_TIME;
             self.schedule(at, Dest::Node(i, epoch), Input::SeedsResolved);
+        }
+        for peer in sync_with {
+            self.start_store_sync(i, peer);
         }
         for event in events {
             self.invariants.observe(self.now, i, &event);

@@ -29,6 +29,17 @@ pub(super) enum Input {
     },
     /// The seed lookup this node's core asked for is answered.
     SeedsResolved,
+    /// A step of another node's store anti-entropy; the answer goes back to it.
+    StoreSyncRequest {
+        from: usize,
+        from_epoch: u32,
+        request: Vec<u8>,
+    },
+    /// The answer to this node's last store anti-entropy step, from `peer`.
+    StoreSyncReply {
+        peer: SocketAddr,
+        reply: Vec<u8>,
+    },
     Wake,
     Resume,
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use prost::Message;
 
 use super::limits::{self, LimitError, MAX_INCARNATION};
+use super::payloads;
 use super::state::Update;
 use super::{DropReason, MemberState, NodeMeta};
 use crate::wire;
@@ -70,6 +71,8 @@ pub struct Datagram {
     pub body: Option<Body>,
     /// Piggybacked membership facts.
     pub updates: Vec<Update>,
+    /// Payloads of other cores riding along (opaque here; sizes bounded).
+    pub payloads: Vec<Vec<u8>>,
 }
 
 /// A decoded, validated push-pull message.
@@ -111,6 +114,11 @@ pub fn decode_datagram(data: &[u8]) -> Result<Datagram, DropReason> {
     if env.updates.len() > MAX_UPDATES {
         return Err(DropReason::Oversized);
     }
+    let too_big = |p: &Vec<u8>| p.len() > payloads::MAX_PAYLOAD_BYTES;
+    if env.payloads.len() > payloads::MAX_PAYLOADS_PER_DATAGRAM || env.payloads.iter().any(too_big)
+    {
+        return Err(DropReason::Oversized);
+    }
     let body = env.body.map(body_from_wire).transpose()?;
     let updates = env
         .updates
@@ -121,6 +129,7 @@ pub fn decode_datagram(data: &[u8]) -> Result<Datagram, DropReason> {
         sender: env.sender,
         body,
         updates,
+        payloads: env.payloads,
     })
 }
 
@@ -315,6 +324,7 @@ mod tests {
     fn envelope(updates: Vec<wire::MemberUpdate>) -> wire::Envelope {
         wire::Envelope {
             sender: "a".into(),
+            payloads: Vec::new(),
             body: Some(wire::envelope::Body::Ping(wire::Ping {
                 seq: 7,
                 target: "b".into(),

@@ -22,6 +22,7 @@ pub mod config;
 pub mod limits;
 pub mod members;
 mod node;
+pub mod payloads;
 pub mod probe;
 pub mod seeding;
 pub mod state;
@@ -206,6 +207,11 @@ pub struct Stats {
     pub push_pulls: u64,
     /// Join rounds in which no seed answered.
     pub join_rounds_failed: u64,
+    /// Payloads of other cores received from members (handed out by `poll_payload`).
+    pub payloads_received: u64,
+    /// Payloads dropped: from a sender that is not a member at its address, or waiting in a
+    /// full queue.
+    pub payloads_dropped: u64,
     /// Round trips of probes answered by a direct ack.
     pub probe_rtt: probe::RttHistogram,
 }

@@ -31,6 +31,7 @@
 //! ```
 
 mod convert;
+mod stores;
 mod watch;
 
 use std::net::SocketAddr;
@@ -38,7 +39,9 @@ use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
@@ -46,10 +49,12 @@ use tonic::{Request, Response, Status};
 use super::auth::{Access, Denied};
 use super::keys::{ask, Unanswered};
 use crate::runtime::driver::SetTagsRefused;
+use crate::runtime::replication::StoreEvent;
 use crate::runtime::trust::{KeyChange, KeyRef};
 use crate::runtime::{Command, EventFeed};
 use crate::seal::Key;
 use pb::membership_server::{Membership, MembershipServer};
+use pb::stores_server::StoresServer;
 
 /// Messages and tonic client/server code generated from `proto/client.proto`.
 pub mod pb {
@@ -57,39 +62,31 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/meshd.client.v1.rs"));
 }
 
-/// The `Membership` service: what it reads, where it sends commands, and its policy.
+/// The `Membership` service (and through [`add_routes`] the `Stores` service): what it reads,
+/// where it sends commands, and its policy.
 #[derive(Clone, Debug)]
 pub struct MembershipService {
     feed: EventFeed,
     commands: mpsc::Sender<Command>,
+    store_events: broadcast::Sender<Arc<StoreEvent>>,
     access: Access,
 }
 
 impl MembershipService {
-    /// A service over the node's event feed and command channel; `access` decides who may
+    /// A service over the node's event feeds and command channel; `access` decides who may
     /// make the calls that change the node (as for HTTP).
-    pub fn new(feed: EventFeed, commands: mpsc::Sender<Command>, access: Access) -> Self {
+    pub fn new(
+        feed: EventFeed,
+        store_events: broadcast::Sender<Arc<StoreEvent>>,
+        commands: mpsc::Sender<Command>,
+        access: Access,
+    ) -> Self {
         MembershipService {
             feed,
             commands,
+            store_events,
             access,
         }
-    }
-
-    /// Refuses a call that changes the node unless the access policy allows its caller.
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let peer = peer_of(request);
-        self.access.check(peer, authorization).map_err(|denied| {
-            tracing::warn!(?peer, "refused a mutating gRPC call");
-            match denied {
-                Denied::RemoteWithoutToken => Status::permission_denied(denied.message()),
-                Denied::BadToken => Status::unauthenticated(denied.message()),
-            }
-        })
     }
 
     /// Runs a keyring command for a gRPC caller.
@@ -102,14 +99,43 @@ impl MembershipService {
     }
 }
 
-/// Adds the gRPC service's routes to `router` (which keeps its own routes and fallbacks).
+/// Refuses a call that changes the node unless the access policy allows its caller.
+fn authorize<T>(access: &Access, request: &Request<T>) -> Result<(), Status> {
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let peer = peer_of(request);
+    access.check(peer, authorization).map_err(|denied| {
+        tracing::warn!(?peer, "refused a mutating gRPC call");
+        match denied {
+            Denied::RemoteWithoutToken => Status::permission_denied(denied.message()),
+            Denied::BadToken => Status::unauthenticated(denied.message()),
+        }
+    })
+}
+
+/// Adds the gRPC services' routes to `router` (which keeps its own routes and fallbacks).
 pub fn add_routes(router: Router, service: MembershipService) -> Router {
     type Server = MembershipServer<MembershipService>;
+    type Store = StoresServer<stores::StoresService>;
+    let stores = stores::StoresService {
+        commands: service.commands.clone(),
+        events: service.store_events.clone(),
+        snapshots: service.feed.snapshot_receiver(),
+        access: service.access.clone(),
+    };
     let server = MembershipServer::new(service).max_decoding_message_size(super::MAX_BODY_BYTES);
-    router.route_service(
-        &format!("/{}/{{*method}}", <Server as NamedService>::NAME),
-        server,
-    )
+    let store = StoresServer::new(stores).max_decoding_message_size(super::MAX_BODY_BYTES);
+    router
+        .route_service(
+            &format!("/{}/{{*method}}", <Server as NamedService>::NAME),
+            server,
+        )
+        .route_service(
+            &format!("/{}/{{*method}}", <Store as NamedService>::NAME),
+            store,
+        )
 }
 
 /// The caller's address, from axum's `ConnectInfo` (tonic's `remote_addr()` is only set by
@@ -150,7 +176,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::SetTagsRequest>,
     ) -> Result<Response<pb::SetTagsResponse>, Status> {
-        self.authorize(&request)?;
+        authorize(&self.access, &request)?;
         let tags = request.into_inner().tags;
         let (reply, answer) = oneshot::channel();
         self.commands
@@ -173,7 +199,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
-        self.authorize(&request)?;
+        authorize(&self.access, &request)?;
         tracing::info!(peer = ?peer_of(&request), "leave requested over gRPC");
         self.commands
             .send(Command::Leave)
@@ -186,7 +212,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::KeyReport>, Status> {
-        self.authorize(&request)?;
+        authorize(&self.access, &request)?;
         self.keys(None).await
     }
 
@@ -194,7 +220,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyReport>, Status> {
-        self.authorize(&request)?;
+        authorize(&self.access, &request)?;
         let key = Key::from_base64(&request.into_inner().key)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.keys(Some(KeyChange::Install(key))).await
@@ -204,7 +230,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyReport>, Status> {
-        self.authorize(&request)?;
+        authorize(&self.access, &request)?;
         let key = KeyRef::parse(&request.into_inner().key).map_err(Status::invalid_argument)?;
         self.keys(Some(KeyChange::Use(key))).await
     }
@@ -213,7 +239,7 @@ impl Membership for MembershipService {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyReport>, Status> {
-        self.authorize(&request)?;
+        authorize(&self.access, &request)?;
         let key = KeyRef::parse(&request.into_inner().key).map_err(Status::invalid_argument)?;
         self.keys(Some(KeyChange::Remove(key))).await
     }

@@ -34,7 +34,12 @@ fn service(access: Access) -> (MembershipService, mpsc::Receiver<Command>, FakeF
     let (events, _) = broadcast::channel(16);
     let (commands, command_rx) = mpsc::channel(4);
     let feed = EventFeed::new(snapshots.clone(), events);
-    let svc = MembershipService::new(feed, commands, access);
+    let svc = MembershipService::new(
+        feed,
+        tokio::sync::broadcast::channel(16).0,
+        commands,
+        access,
+    );
     (
         svc,
         command_rx,
@@ -209,6 +214,7 @@ async fn http_and_grpc_share_one_port() {
     let state = ApiState {
         snapshots: feed.snapshots.clone(),
         commands: http_commands,
+        store_events: tokio::sync::broadcast::channel(16).0,
         access: Access::loopback_only(),
         metrics: Default::default(),
         server: Default::default(),
@@ -303,9 +309,16 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
         leave_timeout: Duration::from_secs(1),
         exchange_timeout: Duration::from_secs(1),
         trust: crate::runtime::TrustConfig::default(),
+        stores: crate::store::StoreConfig::default(),
+        data_dir: None,
     };
     let runtime = Runtime::start(config).await.expect("runtime starts");
-    let svc = MembershipService::new(runtime.feed(), runtime.commands(), Access::loopback_only());
+    let svc = MembershipService::new(
+        runtime.feed(),
+        runtime.store_events(),
+        runtime.commands(),
+        Access::loopback_only(),
+    );
     let mut snapshots = runtime.snapshots();
     tokio::time::timeout(
         WAIT,

@@ -51,6 +51,7 @@ impl Swim {
         // Judged before the datagram's own facts are merged, so a stranger cannot make itself
         // known with the very datagram it wants answered.
         let known = self.is_live_member_at(&sender, from);
+        self.take_payloads(known, datagram.payloads);
         let mut corrections = Vec::new();
         let reason = ChangeReason::Gossip {
             from: sender.clone(),
@@ -105,12 +106,27 @@ impl Swim {
         }
     }
 
+    /// Keeps the payloads of a datagram for `poll_payload` when its sender is a live member at
+    /// the address it sent from; drops (and counts) those of anyone else.
+    fn take_payloads(&mut self, known: bool, payloads: Vec<Vec<u8>>) {
+        if payloads.is_empty() {
+            return;
+        }
+        if known {
+            self.stats.payloads_received += payloads.len() as u64;
+            self.payload_inbox.extend(payloads);
+        } else {
+            self.stats.payloads_dropped += payloads.len() as u64;
+        }
+    }
+
     /// Answers a ping from an address that is no member's with a bare ack, and only if the ack
     /// is no bigger than the ping: a forged source address then gets back no more than the
     /// forger sent. A real ping names us as its target, so it is always bigger than our ack.
     fn ack_stranger(&mut self, from: SocketAddr, sender: &str, seq: u32, ping_len: usize) {
         let ack = wire::Envelope {
             sender: self.local_name.clone(),
+            payloads: Vec::new(),
             body: Some(codec::body_to_wire(Body::Ack { seq })),
             updates: Vec::new(),
         };

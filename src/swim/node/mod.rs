@@ -21,6 +21,7 @@ use super::broadcast::{retransmit_limit, BroadcastQueue};
 use super::codec::{self, Body};
 use super::limits::{self, LimitError};
 use super::members::{share_meta, Member, Members, NameInterner};
+use super::payloads::{self, PayloadQueue};
 use super::probe::{IndirectProbes, NackWatch, ProbeRound, SeqGen};
 use super::seeding::{JoinPhase, Notice, PushPullRequest, Seeding};
 use super::state::{is_reachable, Update};
@@ -66,6 +67,8 @@ enum Piggyback<'a> {
     /// Exactly these facts and nothing from the queue: an urgent fact stays a small datagram
     /// however full the queue is, and an answer to a stranger carries no gossip.
     Only(&'a [wire::MemberUpdate]),
+    /// Exactly this payload of another core, alone: a fresh local write sent at once.
+    Payload(&'a [u8]),
 }
 
 impl<'a> Piggyback<'a> {
@@ -95,6 +98,8 @@ pub struct Swim {
     local_name: String,
     members: Members,
     broadcasts: BroadcastQueue,
+    payloads: PayloadQueue,
+    payload_inbox: VecDeque<Vec<u8>>,
     timers: TimerTable,
     deadlines: DeadlineQueue,
     awareness: Awareness,
@@ -145,6 +150,8 @@ impl Swim {
             local_name: identity.name,
             members: Members::new(local),
             broadcasts: BroadcastQueue::default(),
+            payloads: PayloadQueue::default(),
+            payload_inbox: VecDeque::new(),
             timers: TimerTable::default(),
             deadlines: DeadlineQueue::default(),
             round: None,
@@ -386,6 +393,48 @@ impl Swim {
         self.push_pulls.pop_front()
     }
 
+    /// Hands a payload of another core (an encoded store delta, at most
+    /// [`payloads::MAX_PAYLOAD_BYTES`]) to SWIM to carry to every member. A `local` one (a write
+    /// made here) goes at once, alone, to up to `announce_fanout` reachable members, then rides
+    /// piggyback and gossip; one received from a member is only gossiped on, and only when the
+    /// fan-out did not cover the cluster (beyond `announce_fanout + 1` members). Refuses (false)
+    /// a payload too large for a datagram.
+    pub fn broadcast_payload(&mut self, now: Instant, payload: Vec<u8>, local: bool) -> bool {
+        if payload.len() > payloads::MAX_PAYLOAD_BYTES {
+            return false;
+        }
+        let fanout = self.config.announce_fanout;
+        if local {
+            let targets = self.pick(fanout, |m| is_reachable(m.state));
+            for (name, addr) in &targets {
+                self.send(*addr, Some(name), None, Piggyback::Payload(&payload));
+            }
+        } else if self.members.live_count() <= fanout + 1 {
+            return true;
+        }
+        self.payloads.push(payload);
+        self.wake_gossip(now);
+        true
+    }
+
+    /// Next payload of another core received from a member, if any.
+    pub fn poll_payload(&mut self) -> Option<Vec<u8>> {
+        self.payload_inbox.pop_front()
+    }
+
+    /// Payloads waiting to be gossiped.
+    pub fn pending_payloads(&self) -> usize {
+        self.payloads.len()
+    }
+
+    /// A random reachable member other than this node, for an exchange the caller starts
+    /// (the stores' anti-entropy).
+    pub fn random_peer(&mut self) -> Option<SocketAddr> {
+        self.pick(1, |m| is_reachable(m.state))
+            .pop()
+            .map(|(_, addr)| addr)
+    }
+
     /// Next membership change, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let e = self.events.pop_front();
@@ -518,6 +567,12 @@ impl Swim {
         let with_meta = update.state == MemberState::Alive;
         self.broadcasts
             .push(codec::update_to_wire(update, with_meta));
+        self.wake_gossip(now);
+    }
+
+    /// Arms the idle gossip timer if this node is probing (joined, not leaving); the first tick
+    /// comes at a random point of one gossip interval, as while it runs.
+    fn wake_gossip(&mut self, now: Instant) {
         let probing = self.timers.get(Timer::Probe).is_some();
         if probing && self.timers.get(Timer::Gossip).is_none() {
             let at = now + self.jitter(self.config.gossip_interval);
@@ -527,7 +582,7 @@ impl Swim {
 
     /// Builds one datagram to `dst` with `body` and what `piggyback` says it carries, and
     /// queues it. A body-less datagram with nothing to carry is not sent. Returns the number
-    /// of updates carried.
+    /// of updates and payloads carried.
     fn send(
         &mut self,
         dst: SocketAddr,
@@ -539,6 +594,7 @@ impl Swim {
             sender: self.local_name.clone(),
             body: body.map(codec::body_to_wire),
             updates: Vec::new(),
+            payloads: Vec::new(),
         };
         let mut budget = self
             .config
@@ -547,6 +603,10 @@ impl Swim {
         let (first, queue) = match piggyback {
             Piggyback::Queue { first, buddy } => (first, Some(buddy)),
             Piggyback::Only(facts) => (facts.to_vec(), None),
+            Piggyback::Payload(payload) => {
+                env.payloads.push(payload.to_vec());
+                (Vec::new(), None)
+            }
         };
         for update in first {
             // Never exceed the datagram size, even for a fact with large metadata.
@@ -558,10 +618,16 @@ impl Swim {
         }
         if let Some(buddy) = queue {
             let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
-            env.updates
-                .extend(self.broadcasts.fill(budget, buddy, limit));
+            let updates = self.broadcasts.fill(budget, buddy, limit);
+            let used: usize = updates
+                .iter()
+                .map(|u| codec::update_field_len(prost::Message::encoded_len(u)))
+                .sum();
+            env.updates.extend(updates);
+            env.payloads
+                .extend(self.payloads.fill(budget.saturating_sub(used), limit));
         }
-        if env.body.is_none() && env.updates.is_empty() {
+        if env.body.is_none() && env.updates.is_empty() && env.payloads.is_empty() {
             return 0;
         }
         self.transmit(dst, dst_name, env)
@@ -579,7 +645,7 @@ impl Swim {
                 leave.told.insert(dst_name.to_owned());
             }
         }
-        let carried = env.updates.len();
+        let carried = env.updates.len() + env.payloads.len();
         self.transmits.push_back(Transmit {
             dst,
             payload: codec::encode_datagram(&env),

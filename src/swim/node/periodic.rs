@@ -58,7 +58,7 @@ impl Swim {
                 self.gossip(now);
                 // Idle ticks cost a wake-up each (5 a second) and do nothing: the timer stays
                 // off until `broadcast` queues the next fact.
-                if self.broadcasts.is_empty() && !self.saturated {
+                if self.broadcasts.is_empty() && self.payloads.is_empty() && !self.saturated {
                     return;
                 }
                 let next = self.config.gossip_interval.max(MIN_PERIOD);
@@ -206,10 +206,10 @@ impl Swim {
         if self.broadcasts.len() > SATURATED_QUEUE {
             self.saturated = true;
         }
-        if self.broadcasts.is_empty() {
-            if std::mem::take(&mut self.saturated) {
-                self.push_pull_soon(now);
-            }
+        if self.broadcasts.is_empty() && std::mem::take(&mut self.saturated) {
+            self.push_pull_soon(now);
+        }
+        if self.broadcasts.is_empty() && self.payloads.is_empty() {
             return;
         }
         let to_the_dead = self.config.gossip_to_the_dead;

@@ -42,6 +42,7 @@ fn fact(name: &str, i: u8, inc: u64, state: MemberState) -> wire::MemberUpdate {
 fn datagram(sender: &str, body: Option<Body>, updates: Vec<wire::MemberUpdate>) -> Vec<u8> {
     encode_datagram(&wire::Envelope {
         sender: sender.into(),
+        payloads: Vec::new(),
         body: body.map(codec::body_to_wire),
         updates,
     })

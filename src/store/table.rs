@@ -1,0 +1,195 @@
+//! One named store: its keys' states, each with the hashes anti-entropy compares and its size,
+//! and the XOR of all content hashes (the store's root) kept up to date on every change.
+
+use std::collections::BTreeMap;
+
+use super::codec;
+use super::crdt::{Crdt, Kind};
+use super::hash;
+
+/// One key's state and what is derived from it.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    /// The replicated state.
+    pub crdt: Crdt,
+    /// Hash of the canonical encoding (store, key and state): equal hashes, equal states.
+    pub hash: u64,
+    /// Hash of the store and key only: picks the key's bucket.
+    pub location: u64,
+    /// Bytes the slot is counted for against the limits (its encoding).
+    pub bytes: usize,
+}
+
+/// One store. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Table {
+    name: String,
+    kind: Kind,
+    slots: BTreeMap<String, Slot>,
+    root: u64,
+    bytes: usize,
+    present: usize,
+}
+
+impl Table {
+    /// An empty store `name` of `kind`.
+    pub fn new(name: &str, kind: Kind) -> Self {
+        Table {
+            name: name.to_owned(),
+            kind,
+            slots: BTreeMap::new(),
+            root: 0,
+            bytes: 0,
+            present: 0,
+        }
+    }
+
+    /// The CRDT kind of every key.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Keys held, deleted ones still remembered included.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Keys whose value is present (not deleted).
+    pub fn present(&self) -> usize {
+        self.present
+    }
+
+    /// Bytes of all slots.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// XOR of every slot's content hash.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// The state of `key`.
+    pub fn get(&self, key: &str) -> Option<&Slot> {
+        self.slots.get(key)
+    }
+
+    /// Every key and its slot, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Slot)> {
+        self.slots.iter()
+    }
+
+    /// The slot `key` would have with `crdt`: hashes and size.
+    pub fn slot_for(&self, key: &str, crdt: Crdt) -> Slot {
+        let encoded = codec::encode_entry(&self.name, key, &crdt);
+        Slot {
+            hash: hash::hash(&[&encoded]),
+            location: location(&self.name, key),
+            bytes: encoded.len() + key.len(),
+            crdt,
+        }
+    }
+
+    /// Stores `slot` as `key`'s state; returns the bytes the store grew by (negative: shrank).
+    pub fn put(&mut self, key: &str, slot: Slot) -> isize {
+        let added = slot.bytes as isize;
+        self.root ^= slot.hash;
+        self.bytes += slot.bytes;
+        self.present += usize::from(slot.crdt.is_present());
+        let removed = match self.slots.insert(key.to_owned(), slot) {
+            Some(old) => self.forget(&old),
+            None => 0,
+        };
+        added - removed as isize
+    }
+
+    /// Forgets `key`; returns the bytes freed.
+    pub fn remove(&mut self, key: &str) -> usize {
+        match self.slots.remove(key) {
+            Some(old) => self.forget(&old),
+            None => 0,
+        }
+    }
+
+    /// Takes a slot that left the table out of the root, size and count; returns its bytes.
+    fn forget(&mut self, old: &Slot) -> usize {
+        self.root ^= old.hash;
+        self.bytes -= old.bytes;
+        self.present -= usize::from(old.crdt.is_present());
+        old.bytes
+    }
+
+    /// The `2^bits` bucket hashes: each the XOR of the content hashes of its keys.
+    pub fn buckets(&self, bits: u32) -> Vec<u64> {
+        let mut out = vec![0u64; 1 << bits];
+        for slot in self.slots.values() {
+            out[hash::bucket(slot.location, bits)] ^= slot.hash;
+        }
+        out
+    }
+
+    /// The keys in bucket `index` of `2^bits`, with their slots.
+    pub fn in_bucket(&self, bits: u32, index: usize) -> impl Iterator<Item = (&String, &Slot)> {
+        self.slots
+            .iter()
+            .filter(move |(_, s)| hash::bucket(s.location, bits) == index)
+    }
+}
+
+/// The location hash of `key` in store `store`.
+pub fn location(store: &str, key: &str) -> u64 {
+    hash::hash(&[store.as_bytes(), key.as_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::clock::Stamp;
+    use crate::store::crdt::Lww;
+
+    fn lww(wall: u64, v: &str) -> Crdt {
+        Crdt::Lww(Lww::write(
+            Stamp::new(wall, 0, "n@1"),
+            Some(v.as_bytes().to_vec()),
+        ))
+    }
+
+    #[test]
+    fn the_root_and_size_follow_every_change_in_any_order() {
+        let mut a = Table::new("s", Kind::Lww);
+        let mut b = Table::new("s", Kind::Lww);
+        for (key, wall) in [("x", 1), ("y", 2), ("z", 3)] {
+            let slot = a.slot_for(key, lww(wall, key));
+            a.put(key, slot);
+        }
+        for (key, wall) in [("z", 3), ("x", 1), ("y", 2)] {
+            let slot = b.slot_for(key, lww(wall, key));
+            b.put(key, slot);
+        }
+        assert_eq!(a.root(), b.root());
+        assert_eq!(a.bytes(), b.bytes());
+        let slot = a.slot_for("y", lww(9, "changed"));
+        a.put("y", slot);
+        assert_ne!(a.root(), b.root());
+        let bytes_before = a.bytes();
+        a.remove("y");
+        b.remove("y");
+        assert_eq!(a.root(), b.root());
+        assert!(a.bytes() < bytes_before);
+        assert_eq!(a.buckets(3), b.buckets(3));
+        assert_eq!(a.buckets(0), vec![a.root()]);
+    }
+
+    #[test]
+    fn a_key_lands_in_the_same_bucket_whatever_its_state() {
+        let t = Table::new("s", Kind::Lww);
+        let (one, two) = (t.slot_for("k", lww(1, "a")), t.slot_for("k", lww(2, "b")));
+        assert_eq!(one.location, two.location);
+        assert_ne!(one.hash, two.hash);
+    }
+}
