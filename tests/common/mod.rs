@@ -237,6 +237,32 @@ impl Node {
         })
     }
 
+    /// Sends `method` to `path` with `body` as JSON (when given): (status code, JSON body).
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+        let url = format!("http://{}:{HTTP_PORT}{path}", self.http_ip);
+        let body = body.map(Value::to_string);
+        self.on_host(|| {
+            let agent = agent();
+            let response = match (method, body) {
+                ("GET", _) => agent.get(&url).call(),
+                ("DELETE", _) => agent.delete(&url).call(),
+                ("PUT", Some(body)) => agent
+                    .put(&url)
+                    .header("Content-Type", "application/json")
+                    .send(body),
+                ("POST", Some(body)) => agent
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .send(body),
+                _ => return None,
+            };
+            let mut resp = response.ok()?;
+            let code = resp.status().as_u16();
+            let body = resp.body_mut().read_json::<Value>().ok()?;
+            Some((code, body))
+        })
+    }
+
     /// This node's `/ha/status` body, if it answers.
     pub fn status(&self) -> Option<Value> {
         self.get("/ha/status").map(|(_, body)| body)
