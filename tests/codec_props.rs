@@ -387,6 +387,47 @@ fn seed_push_pulls() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Store messages as nodes make them: a gossip payload of each kind, and every anti-entropy
+/// step of an exchange between two stores that differ.
+fn seed_store_messages() -> Vec<(&'static str, Vec<u8>)> {
+    use meshd::store::{Op, StoreConfig, Stores};
+    let mut a = Stores::new(StoreConfig::default(), "a", 1);
+    let mut b = Stores::new(StoreConfig::default(), "b", 1);
+    let mut seeds = Vec::new();
+    let writes = [
+        (
+            "payload-lww",
+            "workers",
+            "w1",
+            Op::Put(b"{\"url\":\"http://w1\"}".to_vec()),
+        ),
+        ("payload-counter", "hits", "a", Op::Incr(7)),
+        ("payload-set", "pools", "eu", Op::Add("gw-1".into())),
+        ("payload-delete", "workers", "w1", Op::Delete),
+    ];
+    for (name, store, key, op) in writes {
+        a.write(2, store, key, op).expect("seed write");
+        a.handle_timeout(1_000);
+        let payload = a.poll_broadcast().expect("a payload").payload;
+        seeds.push((name, payload));
+    }
+    b.write(3, "hits", "b", Op::Incr(1)).expect("seed write");
+    let roots = a.sync_start();
+    let buckets = b.serve_sync(4, &roots).expect("buckets");
+    let hashes = a
+        .handle_sync_reply(4, &buckets)
+        .expect("valid")
+        .expect("differs");
+    let push = b.serve_sync(4, &hashes).expect("push");
+    seeds.extend([
+        ("sync-roots", roots),
+        ("sync-buckets", buckets),
+        ("sync-hashes", hashes),
+        ("sync-push", push),
+    ]);
+    seeds
+}
+
 fn seed_http() -> Vec<(&'static str, Vec<u8>)> {
     [
         ("status", "GET /ha/status\n"),
@@ -420,6 +461,23 @@ fn seed_http() -> Vec<(&'static str, Vec<u8>)> {
         ("openapi", "GET /ha/openapi.json\n"),
         ("wrong-method", "DELETE /ha/status\n"),
         ("no-route", "GET /nope?x=1&y=%41\nHost: a\n\n"),
+        (
+            "store-put",
+            "PUT /ha/stores/workers/w1\nContent-Type: application/json\n\n{\"value\": {\"url\": \"http://w1\"}}",
+        ),
+        (
+            "store-incr",
+            "POST /ha/stores/hits/a%2Fb/incr\nContent-Type: application/json\n\n{\"by\": -3}",
+        ),
+        (
+            "store-add",
+            "POST /ha/stores/pools/eu/add\nContent-Type: application/json\n\n{\"member\": \"gw-1\"}",
+        ),
+        ("store-get", "GET /ha/stores/workers/w1\n"),
+        ("store-list", "GET /ha/stores\n"),
+        ("store-delete", "DELETE /ha/stores/workers/w1 r\n"),
+        ("store-watch", "GET /ha/stores/workers/watch\n"),
+        ("smg-workers", "GET /ha/workers x\n"),
     ]
     .into_iter()
     .map(|(name, text)| (name, text.as_bytes().to_vec()))
@@ -476,6 +534,7 @@ fn write_fuzz_seed_corpus() {
         ("http", seed_http()),
         ("open", seed_sealed()),
         ("keyring_file", seed_keyring_files()),
+        ("store", seed_store_messages()),
     ]);
     for (target, seeds) in targets {
         let dir = corpus.join(target);

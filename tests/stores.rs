@@ -37,24 +37,39 @@ fn converged(nodes: &[Node]) -> bool {
 #[test]
 fn writes_of_every_kind_reach_every_node() {
     let nodes = start_cluster("st", 90, 3, FAST);
-    assert!(wait_until(SPREAD, || converged(&nodes)).is_some(), "cluster formed");
+    assert!(
+        wait_until(SPREAD, || converged(&nodes)).is_some(),
+        "cluster formed"
+    );
     let writer = &nodes[0];
     let worker = json!({"url": "http://10.0.0.7:8000", "model_id": "llama", "health": true});
     let (code, body) = writer
-        .send("PUT", "/ha/stores/workers/w1", Some(&json!({ "value": worker })))
+        .send(
+            "PUT",
+            "/ha/stores/workers/w1",
+            Some(&json!({ "value": worker })),
+        )
         .expect("put answered");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["value"], worker);
     let version = body["version"].as_str().expect("a version").to_string();
     for by in [5, -2, 10] {
         let (code, _) = writer
-            .send("POST", "/ha/stores/limits/tenant-a/incr", Some(&json!({ "by": by })))
+            .send(
+                "POST",
+                "/ha/stores/limits/tenant-a/incr",
+                Some(&json!({ "by": by })),
+            )
             .expect("incr answered");
         assert_eq!(code, 200);
     }
     // Another node writes the same counter: the sum counts both.
     let (code, _) = nodes[1]
-        .send("POST", "/ha/stores/limits/tenant-a/incr", Some(&json!({ "by": 100 })))
+        .send(
+            "POST",
+            "/ha/stores/limits/tenant-a/incr",
+            Some(&json!({ "by": 100 })),
+        )
         .expect("incr answered");
     assert_eq!(code, 200);
     for member in ["gw-1", "gw-2", "gw-3"] {
@@ -65,7 +80,11 @@ fn writes_of_every_kind_reach_every_node() {
         assert_eq!(code, 200);
     }
     let (code, body) = nodes[2]
-        .send("POST", "/ha/stores/pools/eu/remove", Some(&json!({ "member": "gw-2" })))
+        .send(
+            "POST",
+            "/ha/stores/pools/eu/remove",
+            Some(&json!({ "member": "gw-2" })),
+        )
         .expect("remove answered");
     // nodes[2] may not have gw-2 yet: a remove of what it does not hold is a 404, not a guess.
     assert!(code == 200 || code == 404, "{code} {body}");
@@ -76,13 +95,20 @@ fn writes_of_every_kind_reach_every_node() {
     assert!(took.is_some(), "lww and counter writes everywhere");
     if code == 404 {
         let (code, _) = nodes[2]
-            .send("POST", "/ha/stores/pools/eu/remove", Some(&json!({ "member": "gw-2" })))
+            .send(
+                "POST",
+                "/ha/stores/pools/eu/remove",
+                Some(&json!({ "member": "gw-2" })),
+            )
             .expect("remove answered");
         assert_eq!(code, 200);
     }
     let members = json!(["gw-1", "gw-3"]);
     assert!(
-        wait_until(SPREAD, || visible_everywhere(&nodes, "pools", "eu", &members)).is_some(),
+        wait_until(SPREAD, || visible_everywhere(
+            &nodes, "pools", "eu", &members
+        ))
+        .is_some(),
         "the set agrees everywhere"
     );
     // Same version everywhere for the lww key.
@@ -114,8 +140,10 @@ fn writes_of_every_kind_reach_every_node() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["deleted"], true);
     assert!(
-        wait_until(SPREAD, || nodes.iter().all(|n| value_at(n, "workers", "w1").is_none()))
-            .is_some(),
+        wait_until(SPREAD, || nodes
+            .iter()
+            .all(|n| value_at(n, "workers", "w1").is_none()))
+        .is_some(),
         "deleted everywhere"
     );
 }
@@ -141,10 +169,15 @@ fn bad_writes_get_clear_errors_and_change_nothing() {
             put("big", json!({"value": "x".repeat(70_000)})),
             "value is 70002 bytes; the limit is 65536",
         ),
-        (422, put("b", json!({"valu": 1})), "expected {\"value\": <any JSON>}"),
+        (
+            422,
+            put("b", json!({"valu": 1})),
+            "expected {\"value\": <any JSON>}",
+        ),
         (
             404,
-            node.send("DELETE", "/ha/stores/kv/nope", None).expect("answered"),
+            node.send("DELETE", "/ha/stores/kv/nope", None)
+                .expect("answered"),
             "no key \"nope\" in store \"kv\"",
         ),
         (
@@ -153,8 +186,16 @@ fn bad_writes_get_clear_errors_and_change_nothing() {
                 .expect("answered"),
             "store name contains ' '",
         ),
-        (404, node.get("/ha/stores/kv/nope").expect("answered"), "no key"),
-        (404, node.get("/ha/stores/none").expect("answered"), "no store"),
+        (
+            404,
+            node.get("/ha/stores/kv/nope").expect("answered"),
+            "no key",
+        ),
+        (
+            404,
+            node.get("/ha/stores/none").expect("answered"),
+            "no store",
+        ),
     ];
     for (want, (code, body), message) in cases {
         assert_eq!(code, want, "{body}");
@@ -178,8 +219,11 @@ fn sse_lines(addr: SocketAddr, path: &str, limit: Duration, mut done: impl FnMut
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     use std::io::Write;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n")
-        .expect("request");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("request");
     let mut reader = BufReader::new(stream);
     let start = Instant::now();
     let mut line = String::new();
@@ -203,7 +247,11 @@ fn a_watcher_sees_the_snapshot_then_every_change() {
     let nodes = start_cluster("sw", 92, 2, FAST);
     assert!(wait_until(SPREAD, || converged(&nodes)).is_some());
     nodes[0]
-        .send("PUT", "/ha/stores/cfg/before", Some(&json!({"value": "old"})))
+        .send(
+            "PUT",
+            "/ha/stores/cfg/before",
+            Some(&json!({"value": "old"})),
+        )
         .expect("put");
     assert!(wait_until(SPREAD, || value_at(&nodes[1], "cfg", "before").is_some()).is_some());
     let watched = SocketAddr::from((nodes[1].ip, common::HTTP_PORT));
@@ -233,7 +281,11 @@ fn a_watcher_sees_the_snapshot_then_every_change() {
         if let Some(data) = line.strip_prefix("data: ") {
             let value: Value = serde_json::from_str(data).expect("JSON data");
             if let Some(entries) = value["entries"].as_array() {
-                keys.extend(entries.iter().filter_map(|e| e["key"].as_str().map(String::from)));
+                keys.extend(
+                    entries
+                        .iter()
+                        .filter_map(|e| e["key"].as_str().map(String::from)),
+                );
             } else if let Some(key) = value["key"].as_str() {
                 keys.push(key.to_string());
             }
@@ -304,8 +356,13 @@ fn acknowledged_writes_survive_kill_9_mid_burst() {
         .collect();
     assert!(acked.len() >= 400, "{} writes acknowledged", acked.len());
     node.restart();
-    assert!(wait_until(SPREAD, || node.alive_count() == 1).is_some(), "restarted");
-    let (code, body) = node.get("/ha/stores/burst").expect("the restarted node answers");
+    assert!(
+        wait_until(SPREAD, || node.alive_count() == 1).is_some(),
+        "restarted"
+    );
+    let (code, body) = node
+        .get("/ha/stores/burst")
+        .expect("the restarted node answers");
     assert_eq!(code, 200, "{body}");
     let held: std::collections::HashSet<&str> = body["entries"]
         .as_array()
@@ -313,7 +370,10 @@ fn acknowledged_writes_survive_kill_9_mid_burst() {
         .iter()
         .filter_map(|e| e["key"].as_str())
         .collect();
-    let missing: Vec<&String> = acked.iter().filter(|k| !held.contains(k.as_str())).collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|k| !held.contains(k.as_str()))
+        .collect();
     println!(
         "MEASURED: {} writes acknowledged before kill -9, {} keys on disk after restart, {} \
          acknowledged missing",
@@ -336,12 +396,20 @@ fn a_node_cut_off_while_others_write_catches_up_by_itself() {
     nodes[2].signal(libc::SIGSTOP);
     for i in 0..50 {
         let (code, _) = nodes[0]
-            .send("PUT", &format!("/ha/stores/kv/k{i}"), Some(&json!({"value": i})))
+            .send(
+                "PUT",
+                &format!("/ha/stores/kv/k{i}"),
+                Some(&json!({"value": i})),
+            )
             .expect("put");
         assert_eq!(code, 200);
     }
     nodes[0]
-        .send("POST", "/ha/stores/hits/total/incr", Some(&json!({"by": 50})))
+        .send(
+            "POST",
+            "/ha/stores/hits/total/incr",
+            Some(&json!({"by": 50})),
+        )
         .expect("incr");
     nodes[2].signal(libc::SIGCONT);
     let took = wait_until(Duration::from_secs(30), || {
@@ -372,16 +440,28 @@ fn the_cli_reads_and_writes_the_stores() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    assert_eq!(meshd(&["store", "put", "kv", "greeting", "hello"]).1, "\"hello\"\n");
-    assert_eq!(meshd(&["store", "put", "kv", "n", "{\"a\":1}"]).1, "{\"a\":1}\n");
+    assert_eq!(
+        meshd(&["store", "put", "kv", "greeting", "hello"]).1,
+        "\"hello\"\n"
+    );
+    assert_eq!(
+        meshd(&["store", "put", "kv", "n", "{\"a\":1}"]).1,
+        "{\"a\":1}\n"
+    );
     assert_eq!(meshd(&["store", "get", "kv", "greeting"]).1, "\"hello\"\n");
     assert_eq!(meshd(&["store", "incr", "c", "hits"]).1, "1\n");
     assert_eq!(meshd(&["store", "incr", "c", "hits", "-5"]).1, "-4\n");
     assert_eq!(meshd(&["store", "add", "s", "pool", "b"]).1, "[\"b\"]\n");
-    assert_eq!(meshd(&["store", "add", "s", "pool", "a"]).1, "[\"a\",\"b\"]\n");
+    assert_eq!(
+        meshd(&["store", "add", "s", "pool", "a"]).1,
+        "[\"a\",\"b\"]\n"
+    );
     let (_, listing, _) = meshd(&["store", "ls"]);
     assert!(listing.starts_with("STORE"), "{listing}");
-    assert!(listing.contains("kv") && listing.contains("lww"), "{listing}");
+    assert!(
+        listing.contains("kv") && listing.contains("lww"),
+        "{listing}"
+    );
     let (_, keys, _) = meshd(&["store", "ls", "kv"]);
     assert!(keys.contains("greeting  \"hello\""), "{keys}");
     let (code, _, err) = meshd(&["store", "incr", "kv", "greeting"]);
@@ -400,8 +480,12 @@ fn a_joiner_gets_the_stores_from_its_seed() {
     let seed = Node::start("sj1", node_ip(96, 1), &[], FAST);
     assert!(wait_until(SPREAD, || seed.alive_count() == 1).is_some());
     for i in 0..20 {
-        seed.send("PUT", &format!("/ha/stores/kv/k{i}"), Some(&json!({"value": i})))
-            .expect("put");
+        seed.send(
+            "PUT",
+            &format!("/ha/stores/kv/k{i}"),
+            Some(&json!({"value": i})),
+        )
+        .expect("put");
     }
     let joiner = Node::start(
         "sj2",

@@ -108,6 +108,9 @@ pub fn drain(node: &mut Swim) {
     }
     while node.poll_push_pull().is_some() {}
     while node.poll_event().is_some() {}
+    while node.poll_notice().is_some() {}
+    while node.poll_payload().is_some() {}
+    let _ = node.poll_seed_lookup();
 }
 
 /// Fires the node's timers at each of [`LATER`] after `now`, draining after each.

@@ -66,7 +66,23 @@ pub struct PutBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncrBody {
+    #[serde(deserialize_with = "whole_number")]
     by: i64,
+}
+
+/// An i64 written as an integer or as a float with no fraction (`5.0`): JSON does not tell the
+/// two apart, and neither does the OpenAPI schema's `integer`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number between -2^63 and 2^63-1"
+        ))),
+    }
 }
 
 /// `POST …/add` and `…/remove` body.
@@ -397,5 +413,5 @@ fn bad_request(message: String) -> ApiError {
 }
 
 fn unavailable() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down")
 }

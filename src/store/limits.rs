@@ -2,8 +2,8 @@
 //! refused with a message naming it, and nothing already stored changes) and for everything
 //! from the network (dropped and counted).
 //!
-//! Store names are ASCII letters, digits and `-_.`; keys and set members any UTF-8 without
-//! control characters; values JSON. Every node should run with the same bounds: a node with a
+//! Store names are 1-64 ASCII letters, digits and `-_.`; keys and set members 1-256 characters
+//! of any UTF-8 but control characters; values JSON of at most 64 KiB. Every node should run with the same bounds: a node with a
 //! smaller `--store-max-bytes` refuses what the others hold, and stays behind (counted).
 
 use std::fmt;
@@ -20,12 +20,12 @@ pub struct StoreLimits {
     pub max_keys_per_store: usize,
     /// Longest store name, in bytes.
     pub max_store_name_bytes: usize,
-    /// Longest key, in bytes.
-    pub max_key_bytes: usize,
+    /// Longest key, in characters (so at most four times as many bytes).
+    pub max_key_chars: usize,
     /// Longest `lww` value (its JSON text), in bytes.
     pub max_value_bytes: usize,
-    /// Longest set member, in bytes.
-    pub max_member_bytes: usize,
+    /// Longest set member, in characters.
+    pub max_member_chars: usize,
     /// Largest state of one key (its encoding: a set with many members, a counter written by
     /// many process lifetimes), in bytes.
     pub max_entry_bytes: usize,
@@ -39,9 +39,9 @@ impl Default for StoreLimits {
             max_stores: 64,
             max_keys_per_store: 100_000,
             max_store_name_bytes: 64,
-            max_key_bytes: 256,
+            max_key_chars: 256,
             max_value_bytes: 64 * 1024,
-            max_member_bytes: 256,
+            max_member_chars: 256,
             max_entry_bytes: 256 * 1024,
             max_bytes: 64 * 1024 * 1024,
         }
@@ -114,9 +114,21 @@ pub enum StoreLimitError {
 }
 
 impl StoreLimitError {
-    /// True for errors of size (HTTP 413), false for malformed input (HTTP 400).
+    /// True when the write is refused for what it would hold (a value, a key's state, the
+    /// store or node growing past a bound: HTTP 413); false for a malformed name, key, member
+    /// or value, too long ones included (HTTP 400).
     pub fn is_size(&self) -> bool {
-        matches!(self, StoreLimitError::Over { .. })
+        match self {
+            StoreLimitError::Over { bound, .. } => matches!(
+                bound,
+                Bound::Stores
+                    | Bound::KeysPerStore
+                    | Bound::Value
+                    | Bound::Entry
+                    | Bound::TotalBytes
+            ),
+            _ => false,
+        }
     }
 
     /// The bound or check that refused it, for the refusal counter.
@@ -138,10 +150,12 @@ impl fmt::Display for StoreLimitError {
                     Bound::KeysPerStore => {
                         return write!(f, "{len} keys in the store; the limit is {max}")
                     }
+                    Bound::Key => return write!(f, "key is {len} characters; the limit is {max}"),
+                    Bound::Member => {
+                        return write!(f, "set member is {len} characters; the limit is {max}")
+                    }
                     Bound::StoreName => "store name",
-                    Bound::Key => "key",
                     Bound::Value => "value",
-                    Bound::Member => "set member",
                     Bound::Writer => "writer name",
                     Bound::Entry => "the key's whole state",
                     Bound::TotalBytes => {
@@ -187,16 +201,16 @@ impl StoreLimits {
         }
     }
 
-    /// A key: 1 to `max_key_bytes` without control characters.
+    /// A key: 1 to `max_key_chars` characters, none a control character.
     pub fn check_key(&self, key: &str) -> Result<(), StoreLimitError> {
         text("key", key)?;
-        over(Bound::Key, key.len(), self.max_key_bytes)
+        over(Bound::Key, key.chars().count(), self.max_key_chars)
     }
 
-    /// A set member: 1 to `max_member_bytes` without control characters.
+    /// A set member: 1 to `max_member_chars` characters, none a control character.
     pub fn check_member(&self, member: &str) -> Result<(), StoreLimitError> {
         text("set member", member)?;
-        over(Bound::Member, member.len(), self.max_member_bytes)
+        over(Bound::Member, member.chars().count(), self.max_member_chars)
     }
 
     /// An `lww` value: JSON text of at most `max_value_bytes`.
@@ -253,7 +267,7 @@ mod tests {
             ),
             (
                 limits.check_key(&"k".repeat(257)),
-                "key is 257 bytes; the limit is 256",
+                "key is 257 characters; the limit is 256",
             ),
             (
                 limits.check_member("a\nb"),
@@ -278,9 +292,15 @@ mod tests {
     #[test]
     fn size_errors_are_told_apart_from_malformed_input() {
         let limits = StoreLimits::default();
-        let big = limits.check_key(&"k".repeat(300)).unwrap_err();
+        let big = limits.check_value(&vec![b'1'; 70_000]).unwrap_err();
         assert!(big.is_size());
-        assert_eq!(big.reason(), "key");
+        assert_eq!(big.reason(), "value");
+        let long = limits.check_key(&"k".repeat(300)).unwrap_err();
+        assert!(
+            !long.is_size(),
+            "a long key is a malformed request, not a large one"
+        );
+        assert_eq!(long.reason(), "key");
         let bad = limits.check_key("").unwrap_err();
         assert!(!bad.is_size());
         assert_eq!(bad.reason(), "invalid");
