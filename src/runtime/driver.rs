@@ -610,6 +610,9 @@ impl Driver {
         let mut fresh = Vec::new();
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+            if event.is_return() {
+                self.replication.member_returned();
+            }
             self.last_event_seq += 1;
             fresh.push(SequencedEvent {
                 seq: self.last_event_seq,

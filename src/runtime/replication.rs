@@ -173,6 +173,12 @@ impl Replication {
             .flatten()
     }
 
+    /// A member this node held DOWN is ALIVE again (a partition healed, a node came back):
+    /// the stores may differ, so anti-entropy runs soon.
+    pub fn member_returned(&mut self) {
+        self.stores.sync_soon(wall_ms());
+    }
+
     /// Fires the stores' timers that are due.
     pub fn handle_timeout(&mut self) {
         self.stores.handle_timeout(wall_ms());

@@ -774,6 +774,13 @@ impl Sim {
         for peer in sync_with {
             self.start_store_sync(i, peer);
         }
+        let returned = events.iter().any(Event::is_return);
+        if returned {
+            let now_ms = self.wall_ms();
+            if let Some(stores) = self.nodes.get_mut(i).and_then(|n| n.stores.as_mut()) {
+                stores.sync_soon(now_ms);
+            }
+        }
         for event in events {
             self.invariants.observe(self.now, i, &event);
             self.events.push(SimEvent {

@@ -12,6 +12,9 @@ use super::limits::{over, Bound, StoreLimitError, StoreLimits};
 use super::table::Table;
 use crate::wire;
 
+/// After an exchange that changed something, the next comes within interval / this.
+const SYNC_SOON_DIVISOR: u64 = 10;
+
 /// The knobs of the stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -535,6 +538,14 @@ impl Stores {
         if let Some(stamp) = crdt.version() {
             self.clock.observe(stamp, now_ms);
         }
+    }
+
+    /// Brings the next anti-entropy exchange forward to within a tenth of the interval: news
+    /// may wait (an exchange just brought some, or a member held DOWN is back: a partition
+    /// healed).
+    pub fn sync_soon(&mut self, now_ms: u64) {
+        let soon = now_ms + (self.config.sync_interval_ms / SYNC_SOON_DIVISOR).max(1);
+        self.next_sync_at = self.next_sync_at.min(soon);
     }
 
     pub(super) fn count_refused(&mut self, reason: &'static str) {

@@ -57,7 +57,7 @@ impl Stores {
             Step::Hashes(hashes) => Step::Push(self.entries_differing(&hashes)),
             Step::Push(push) => {
                 let answer = self.entries_wanted(&push.want);
-                self.merge_wire(now_ms, push.entries);
+                self.merge_synced(now_ms, push.entries);
                 Step::Push(answer)
             }
             Step::Buckets(_) => return Err(MessageError::Malformed),
@@ -79,12 +79,22 @@ impl Stores {
                 (!hashes.buckets.is_empty()).then_some(Step::Hashes(hashes))
             }
             Step::Push(push) => {
-                self.merge_wire(now_ms, push.entries);
+                self.merge_synced(now_ms, push.entries);
                 (!push.want.is_empty()).then(|| Step::Push(self.entries_wanted(&push.want)))
             }
             Step::Roots(_) | Step::Hashes(_) => return Err(MessageError::Malformed),
         };
         Ok(next.map(|step| self.sent(codec::encode_sync(step))))
+    }
+
+    /// Merges entries an exchange brought. When they changed something, this node held news
+    /// others may lack too (after a partition heals, a whole half's writes): its next exchange
+    /// comes within a tenth of the interval, so repairs spread from node to node in seconds
+    /// rather than intervals.
+    fn merge_synced(&mut self, now_ms: u64, entries: Vec<wire::StoreEntry>) {
+        if !self.merge_wire(now_ms, entries).is_empty() {
+            self.sync_soon(now_ms);
+        }
     }
 
     fn sent(&mut self, message: Vec<u8>) -> Vec<u8> {

@@ -145,6 +145,21 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// True for a member this node held DOWN that is ALIVE again: a partition healed, or a
+    /// node came back.
+    pub fn is_return(&self) -> bool {
+        matches!(
+            self,
+            Event::Changed {
+                member,
+                previous: Some(MemberState::Down),
+                ..
+            } if member.state == MemberState::Alive
+        )
+    }
+}
+
 /// Why an incoming datagram or push-pull message was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
