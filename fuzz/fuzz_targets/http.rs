@@ -91,7 +91,9 @@ fn snapshot(state: MemberState) -> Snapshot {
 
 impl Harness {
     fn new() -> Self {
+        // Timers, as the agent's runtime has them: the store watch's keep-alive needs one.
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .expect("tokio runtime");
         let mut harness = Harness {

@@ -670,6 +670,11 @@ impl Stores {
             .collect()
     }
 
+    /// Bytes `key` of `store` is counted for (its encoded state and its key), if held.
+    pub fn entry_bytes(&self, store: &str, key: &str) -> Option<usize> {
+        Some(self.tables.get(store)?.get(key)?.bytes)
+    }
+
     /// Keys present in `store` (0 if it does not exist).
     pub fn key_count(&self, store: &str) -> usize {
         self.tables.get(store).map_or(0, Table::present)
