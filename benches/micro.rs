@@ -114,6 +114,7 @@ fn push_pull_from_peer(n: usize) -> Vec<u8> {
         join: false,
         members: (1..n).map(|i| alive(i, 3)).collect(),
         keyring: None,
+        store_roots: None,
     })
 }
 

@@ -212,8 +212,9 @@ pub struct AgentArgs {
     #[arg(long, env = "MESHD_STORE_TOMBSTONE_RETENTION", default_value = "1h",
           value_parser = positive_duration)]
     pub store_tombstone_retention: Duration,
-    /// How often the stores run anti-entropy with one random member
-    #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "10s",
+    /// How often the stores run anti-entropy with one random member, besides the exchanges
+    /// that membership's push-pulls start when two nodes' stores differ
+    #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "60s",
           value_parser = positive_duration)]
     pub store_sync_interval: Duration,
 }

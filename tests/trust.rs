@@ -491,6 +491,7 @@ fn a_push_pull_from_a_foreign_certificate_is_refused_with_a_key() {
             join: false,
             members: fakes,
             keyring: None,
+            store_roots: None,
         });
         let result = push_pull_as_outsider(
             node_ip(subnet, 200),

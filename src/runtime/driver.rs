@@ -362,6 +362,7 @@ impl Driver {
             } => {
                 self.counters.stream_received(payload.len());
                 self.offer_keyring(from, &payload);
+                self.sync_if_stores_differ(from, &payload);
                 let answer = match self.core.handle_push_pull(now, from, &payload) {
                     Ok(()) => {
                         self.counters.push_pull_ok += 1;
@@ -411,11 +412,21 @@ impl Driver {
         }
     }
 
-    /// Our push-pull payload: the core's table, plus our keyring when we have one.
+    /// Our push-pull payload: the core's table, plus our keyring when we have one, and the
+    /// roots of our stores.
     fn push_pull_payload(&self) -> Vec<u8> {
         let mut payload = self.core.push_pull_payload();
         self.trust.attach(&mut payload);
+        self.replication.attach_roots(&mut payload);
         payload
+    }
+
+    /// Starts the stores' anti-entropy with `peer` when its push-pull says our stores differ.
+    fn sync_if_stores_differ(&mut self, peer: SocketAddr, push_pull: &[u8]) {
+        if self.replication.roots_differ(push_pull) {
+            let start = self.replication.sync_start();
+            self.spawn_store_sync(peer, start);
+        }
     }
 
     /// Adopts the keyring a peer's push-pull carries if it is newer than ours.
@@ -554,6 +565,7 @@ impl Driver {
             Ok(reply) => {
                 self.counters.stream_received(reply.len());
                 self.offer_keyring(peer, reply);
+                self.sync_if_stores_differ(peer, reply);
                 ExchangeOutcome::Answered(reply)
             }
             Err(err) => {

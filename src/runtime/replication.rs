@@ -160,6 +160,16 @@ impl Replication {
         self.stores.serve_sync(wall_ms(), request).ok()
     }
 
+    /// Appends the stores' roots to an encoded `PushPull` message.
+    pub fn attach_roots(&self, push_pull: &mut Vec<u8>) {
+        self.stores.attach_roots(push_pull);
+    }
+
+    /// True when a peer's push-pull carries store roots that are not ours.
+    pub fn roots_differ(&self, push_pull: &[u8]) -> bool {
+        self.stores.push_pull_roots_differ(push_pull)
+    }
+
     /// The first step of an anti-entropy exchange this node starts.
     pub fn sync_start(&mut self) -> Vec<u8> {
         self.stores.sync_start()

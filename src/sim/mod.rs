@@ -605,10 +605,14 @@ impl Sim {
                 payload,
             } => {
                 // A rejected request closes the stream unanswered, as the QUIC server does.
-                let answer = core
+                let mut answer = core
                     .handle_push_pull(now, from_addr, &payload)
                     .is_ok()
                     .then(|| core.push_pull_payload());
+                if let Some(answer) = answer.as_mut() {
+                    self.attach_roots(i, answer);
+                }
+                self.sync_if_stores_differ(i, from_addr, &payload);
                 let at = self.now + self.net.latency;
                 let outcome = Input::PushPullOutcome { request, answer };
                 self.schedule(at, Dest::Node(from, from_epoch), outcome);
@@ -621,6 +625,9 @@ impl Sim {
                 let merged = core.handle_push_pull_reply(now, &request, outcome).is_ok();
                 if merged && answer.is_some() {
                     self.stats.push_pulls += 1;
+                }
+                if let Some(answer) = &answer {
+                    self.sync_if_stores_differ(i, request.peer, answer);
                 }
             }
             Input::SeedsResolved => core.handle_seeds_resolved(now, &resolved),
@@ -722,7 +729,10 @@ impl Sim {
         if node.stores.is_none() {
             while core.poll_payload().is_some() {}
         }
-        let payload = (!pulls.is_empty()).then(|| core.push_pull_payload());
+        let mut payload = (!pulls.is_empty()).then(|| core.push_pull_payload());
+        if let (Some(payload), Some(stores)) = (payload.as_mut(), node.stores.as_ref()) {
+            stores.attach_roots(payload);
+        }
         let store_deadline = node.stores.as_ref().map(|s| {
             let at_ms = s.poll_timeout().saturating_sub(WALL_EPOCH_MS);
             Duration::from_millis(at_ms)

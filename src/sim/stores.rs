@@ -102,6 +102,26 @@ impl Sim {
         }
     }
 
+    /// Appends node `i`'s store roots to its push-pull `payload`, as the driver does.
+    pub(super) fn attach_roots(&self, i: usize, payload: &mut Vec<u8>) {
+        if let Some(stores) = self.nodes.get(i).and_then(|n| n.stores.as_ref()) {
+            stores.attach_roots(payload);
+        }
+    }
+
+    /// Starts anti-entropy between node `i` and `peer` when the roots in the peer's push-pull
+    /// `payload` are not node `i`'s.
+    pub(super) fn sync_if_stores_differ(&mut self, i: usize, peer: SocketAddr, payload: &[u8]) {
+        let differ = self
+            .nodes
+            .get(i)
+            .and_then(|n| n.stores.as_ref())
+            .is_some_and(|stores| stores.push_pull_roots_differ(payload));
+        if differ {
+            self.start_store_sync(i, peer);
+        }
+    }
+
     /// Starts an anti-entropy exchange of node `i`'s stores with the node at `peer`.
     pub(super) fn start_store_sync(&mut self, i: usize, peer: SocketAddr) {
         let request = match self.nodes.get_mut(i).and_then(|n| n.stores.as_mut()) {

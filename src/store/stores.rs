@@ -12,8 +12,8 @@ use super::limits::{over, Bound, StoreLimitError, StoreLimits};
 use super::table::Table;
 use crate::wire;
 
-/// After an exchange that changed something, the next comes within interval / this.
-const SYNC_SOON_DIVISOR: u64 = 10;
+/// After an exchange that changed something, the next comes this soon (ms).
+const SYNC_SOON_MS: u64 = 1_000;
 
 /// The knobs of the stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +28,9 @@ pub struct StoreConfig {
     /// A payload goes out at once when its deltas reach this many bytes (it must ride in one
     /// datagram beside a probe).
     pub payload_bytes: usize,
-    /// How often anti-entropy runs with one random member.
+    /// How often anti-entropy runs with one random member, besides the exchanges that the
+    /// store roots carried by membership's push-pulls start when they differ. A node without
+    /// stores does not start one (a peer with stores will).
     pub sync_interval_ms: u64,
     /// How often tombstones are collected.
     pub collect_interval_ms: u64,
@@ -41,7 +43,7 @@ impl Default for StoreConfig {
             tombstone_retention_ms: 60 * 60 * 1000,
             flush_delay_ms: 10,
             payload_bytes: 1000,
-            sync_interval_ms: 10_000,
+            sync_interval_ms: 60_000,
             collect_interval_ms: 60_000,
         }
     }
@@ -540,11 +542,10 @@ impl Stores {
         }
     }
 
-    /// Brings the next anti-entropy exchange forward to within a tenth of the interval: news
-    /// may wait (an exchange just brought some, or a member held DOWN is back: a partition
-    /// healed).
+    /// Brings the next anti-entropy exchange forward to within [`SYNC_SOON_MS`]: news may wait
+    /// (an exchange just brought some, or a member held DOWN is back: a partition healed).
     pub fn sync_soon(&mut self, now_ms: u64) {
-        let soon = now_ms + (self.config.sync_interval_ms / SYNC_SOON_DIVISOR).max(1);
+        let soon = now_ms + SYNC_SOON_MS.min(self.config.sync_interval_ms);
         self.next_sync_at = self.next_sync_at.min(soon);
     }
 
@@ -560,7 +561,7 @@ impl Stores {
         }
         if self.next_sync_at <= now_ms {
             self.next_sync_at = now_ms + self.config.sync_interval_ms.max(1);
-            self.sync_due = true;
+            self.sync_due = !self.tables.is_empty();
         }
         if self.next_collect_at <= now_ms {
             self.next_collect_at = now_ms + self.config.collect_interval_ms.max(1);

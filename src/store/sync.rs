@@ -33,6 +33,12 @@ impl Stores {
     /// The first message of an anti-entropy exchange with one peer: the roots of every store.
     pub fn sync_start(&mut self) -> Vec<u8> {
         self.stats.syncs += 1;
+        let roots = self.roots();
+        self.sent(codec::encode_sync(Step::Roots(roots)))
+    }
+
+    /// The kind, key count and root hash of every store, in name order.
+    pub fn roots(&self) -> wire::StoreRoots {
         let stores = self
             .tables
             .iter()
@@ -43,7 +49,39 @@ impl Stores {
                 hash: t.root(),
             })
             .collect();
-        self.sent(codec::encode_sync(Step::Roots(wire::StoreRoots { stores })))
+        wire::StoreRoots { stores }
+    }
+
+    /// Appends the roots to an encoded `PushPull` message (its field 5, as the keyring is
+    /// field 4): membership's periodic exchange then tells a peer whether our stores differ.
+    pub fn attach_roots(&self, push_pull: &mut Vec<u8>) {
+        let extra = wire::PushPull {
+            store_roots: Some(self.roots()),
+            ..Default::default()
+        };
+        prost::Message::encode_raw(&extra, push_pull);
+    }
+
+    /// True when a peer's `PushPull` message carries store roots that are not ours: an
+    /// anti-entropy exchange with it would repair something. False for a message without roots
+    /// (an older node) or one that does not decode (the membership core drops it anyway).
+    pub fn push_pull_roots_differ(&self, push_pull: &[u8]) -> bool {
+        match <wire::PushPullStores as prost::Message>::decode(push_pull) {
+            Ok(wire::PushPullStores {
+                store_roots: Some(roots),
+            }) => self.roots_differ(&roots),
+            _ => false,
+        }
+    }
+
+    /// True when a peer's roots are not ours.
+    pub fn roots_differ(&self, theirs: &wire::StoreRoots) -> bool {
+        let same = |r: &wire::StoreRoot| {
+            self.tables
+                .get(&r.store)
+                .is_some_and(|t| t.root() == r.hash && t.kind().as_str() == r.kind)
+        };
+        theirs.stores.len() != self.tables.len() || !theirs.stores.iter().all(same)
     }
 
     /// Answers one step of a peer's anti-entropy exchange, merging what it carries.

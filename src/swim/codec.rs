@@ -515,12 +515,14 @@ mod tests {
             join: true,
             members: vec![update("x")],
             keyring: None,
+            store_roots: None,
         };
         let no_sender = wire::PushPull {
             sender: String::new(),
             join: true,
             members: vec![],
             keyring: None,
+            store_roots: None,
         };
         let cases: Vec<(&str, Vec<u8>, Result<(), DropReason>)> = vec![
             ("ok", encode_push_pull(&ok), Ok(())),
@@ -553,6 +555,7 @@ mod tests {
             join: false,
             members: vec![update("x"); MAX_PUSH_PULL_MEMBERS + 1],
             keyring: None,
+            store_roots: None,
         };
         assert_eq!(
             decode_push_pull(&encode_push_pull(&many)).map(|_| ()),

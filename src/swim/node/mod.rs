@@ -240,6 +240,7 @@ impl Swim {
             join: joining,
             members,
             keyring: None,
+            store_roots: None,
         })
     }
 
@@ -395,24 +396,24 @@ impl Swim {
 
     /// Hands a payload of another core (an encoded store delta, at most
     /// [`payloads::MAX_PAYLOAD_BYTES`]) to SWIM to carry to every member. A `local` one (a write
-    /// made here) goes at once, alone, to up to `announce_fanout` reachable members, then rides
-    /// piggyback and gossip; one received from a member is only gossiped on, and only when the
-    /// fan-out did not cover the cluster (beyond `announce_fanout + 1` members). Refuses (false)
-    /// a payload too large for a datagram.
+    /// made here) goes at once, alone, to up to `announce_fanout` reachable members; every
+    /// payload, local or received from a member, then rides piggyback and gossip like a
+    /// membership update, so one the direct send lost (or that the fan-out did not reach)
+    /// still spreads in O(log N) gossip rounds. Refuses (false) a payload too large for a
+    /// datagram.
     pub fn broadcast_payload(&mut self, now: Instant, payload: Vec<u8>, local: bool) -> bool {
         if payload.len() > payloads::MAX_PAYLOAD_BYTES {
             return false;
         }
-        let fanout = self.config.announce_fanout;
         if local {
-            let targets = self.pick(fanout, |m| is_reachable(m.state));
+            let targets = self.pick(self.config.announce_fanout, |m| is_reachable(m.state));
             for (name, addr) in &targets {
                 self.send(*addr, Some(name), None, Piggyback::Payload(&payload));
             }
-        } else if self.members.live_count() <= fanout + 1 {
-            return true;
         }
+        let dropped = self.payloads.dropped();
         self.payloads.push(payload);
+        self.stats.payloads_dropped += self.payloads.dropped() - dropped;
         self.wake_gossip(now);
         true
     }

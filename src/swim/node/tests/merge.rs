@@ -495,6 +495,7 @@ fn a_pushed_down_about_a_live_member_is_only_a_suspicion() {
             join: false,
             members: vec![fact("b", 2, 1, pushed), fact("gone", 9, 1, Down)],
             keyring: None,
+            store_roots: None,
         });
         a.handle_push_pull(t0, addr(9), &table)
             .expect("valid push-pull");
