@@ -620,16 +620,25 @@ impl Driver {
             }
         }
         let mut fresh = Vec::new();
+        let mut returned = Vec::new();
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
-            if event.is_return() {
-                self.replication.member_returned();
+            if let Some(addr) = event.returned() {
+                returned.push(addr);
             }
             self.last_event_seq += 1;
             fresh.push(SequencedEvent {
                 seq: self.last_event_seq,
                 event,
             });
+        }
+        // Members back from DOWN: their side of a healed partition may hold writes ours lack.
+        if !returned.is_empty() {
+            self.replication.member_returned();
+        }
+        for peer in returned.into_iter().take(crate::store::RETURN_SYNCS) {
+            let start = self.replication.sync_start();
+            self.spawn_store_sync(peer, start);
         }
         let now = Instant::now();
         let stale = match self.last_publish {

@@ -784,11 +784,15 @@ impl Sim {
         for peer in sync_with {
             self.start_store_sync(i, peer);
         }
-        let returned = events.iter().any(Event::is_return);
-        if returned {
+        // Members back from DOWN: anti-entropy soon, and at once with a few of them.
+        let returned: Vec<SocketAddr> = events.iter().filter_map(Event::returned).collect();
+        if !returned.is_empty() {
             let now_ms = self.wall_ms();
             if let Some(stores) = self.nodes.get_mut(i).and_then(|n| n.stores.as_mut()) {
                 stores.sync_soon(now_ms);
+            }
+            for peer in returned.into_iter().take(crate::store::RETURN_SYNCS) {
+                self.start_store_sync(i, peer);
             }
         }
         for event in events {

@@ -146,17 +146,17 @@ pub enum Event {
 }
 
 impl Event {
-    /// True for a member this node held DOWN that is ALIVE again: a partition healed, or a
-    /// node came back.
-    pub fn is_return(&self) -> bool {
-        matches!(
-            self,
+    /// The address of a member this node held DOWN that is ALIVE again (a partition healed,
+    /// or a node came back); `None` for any other change.
+    pub fn returned(&self) -> Option<SocketAddr> {
+        match self {
             Event::Changed {
                 member,
                 previous: Some(MemberState::Down),
                 ..
-            } if member.state == MemberState::Alive
-        )
+            } if member.state == MemberState::Alive => Some(member.addr),
+            _ => None,
+        }
     }
 }
 
