@@ -992,6 +992,53 @@ mod tests {
     }
 
     #[test]
+    fn store_flags_take_sizes_and_durations() {
+        let config = config(
+            &[
+                &LOCAL[..],
+                &[
+                    "--store-max-bytes",
+                    "512KiB",
+                    "--store-tombstone-retention",
+                    "2h",
+                    "--data-dir",
+                    "/var/lib/meshd",
+                ],
+            ]
+            .concat(),
+        )
+        .expect("valid store flags");
+        let stores = &config.runtime.stores;
+        assert_eq!(stores.limits.max_bytes, 512 * 1024);
+        assert_eq!(stores.tombstone_retention_ms, 2 * 3600 * 1000);
+        assert_eq!(stores.sync_interval_ms, 60_000, "default");
+        assert_eq!(
+            config.runtime.data_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/meshd"))
+        );
+        let cases = [
+            ("1048576", Ok(1 << 20)),
+            ("64MiB", Ok(64 << 20)),
+            ("2G", Ok(2 << 30)),
+            (
+                "0",
+                Err("\"0\" must be above zero and fit this machine".to_string()),
+            ),
+            (
+                "12PB",
+                Err("unknown size unit \"PB\"; use B, KiB, MiB or GiB".to_string()),
+            ),
+            (
+                "lots",
+                Err("\"lots\" is not a size (examples: 1048576, 512KiB, 64MiB, 1GiB)".to_string()),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_bytes(text), want, "{text}");
+        }
+    }
+
+    #[test]
     fn rust_log_sets_levels_per_target_and_defaults_to_info() {
         use tracing::Level;
         let default = log_filter(None);

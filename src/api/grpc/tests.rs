@@ -371,3 +371,126 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
     assert_eq!((member.name.as_str(), member.incarnation), ("solo", 2));
     runtime.close().await;
 }
+
+/// The `Stores` service through a real driver: writes of every kind answer the new value, a
+/// remote caller without the token is refused, reads see what was written, and a watcher gets
+/// the snapshot and then exactly the later change.
+#[tokio::test]
+async fn stores_service_writes_reads_and_watches_through_the_driver() {
+    use super::pb::stores_server::Stores as _;
+    use super::pb::write_request::Op as WriteOp;
+    use crate::runtime::{Runtime, RuntimeConfig};
+    use crate::swim::{self, Identity};
+
+    let bind: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let config = RuntimeConfig {
+        identity: Identity {
+            name: "solo".into(),
+            addr: bind,
+            meta: NodeMeta::default(),
+        },
+        bind,
+        swim: swim::Config::default(),
+        seeds: Vec::new(),
+        leave_timeout: Duration::from_secs(1),
+        exchange_timeout: Duration::from_secs(1),
+        trust: crate::runtime::TrustConfig::default(),
+        stores: crate::store::StoreConfig::default(),
+        data_dir: None,
+    };
+    let runtime = Runtime::start(config).await.expect("runtime starts");
+    let svc = stores::StoresService {
+        commands: runtime.commands(),
+        events: runtime.store_events(),
+        snapshots: runtime.snapshots(),
+        access: Access::loopback_only(),
+    };
+    let write = |store: &str, key: &str, op: WriteOp| pb::WriteRequest {
+        store: store.into(),
+        key: key.into(),
+        op: Some(op),
+    };
+    let put = svc
+        .write(loopback(write(
+            "kv",
+            "a",
+            WriteOp::PutJson("{\"x\":1}".into()),
+        )))
+        .await
+        .expect("put accepted")
+        .into_inner();
+    assert_eq!(
+        (put.key.as_str(), put.value_json.as_str()),
+        ("a", "{\"x\":1}")
+    );
+    let incr = svc
+        .write(loopback(write("c", "hits", WriteOp::Incr(5))))
+        .await
+        .expect("incr accepted")
+        .into_inner();
+    assert_eq!(incr.value_json, "5");
+    let refused = svc
+        .write(from("192.0.2.1:5000", write("c", "hits", WriteOp::Incr(1))))
+        .await
+        .expect_err("a remote caller without a token is refused");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let wrong_kind = svc
+        .write(loopback(write("kv", "a", WriteOp::Incr(1))))
+        .await
+        .expect_err("another kind");
+    assert_eq!(wrong_kind.code(), Code::FailedPrecondition);
+    let missing = svc
+        .get_entry(Request::new(pb::GetEntryRequest {
+            store: "kv".into(),
+            key: "nope".into(),
+        }))
+        .await
+        .expect_err("absent");
+    assert_eq!(missing.code(), Code::NotFound);
+    let listed = svc
+        .list_stores(Request::new(pb::ListStoresRequest {}))
+        .await
+        .expect("list")
+        .into_inner();
+    let names: Vec<(&str, &str)> = listed
+        .stores
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.as_str()))
+        .collect();
+    assert_eq!(names, [("c", "counter"), ("kv", "lww")]);
+
+    let mut stream = svc
+        .watch_store(Request::new(pb::WatchStoreRequest { store: "c".into() }))
+        .await
+        .expect("watch")
+        .into_inner();
+    use tokio_stream::StreamExt as _;
+    let first = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("in time")
+        .expect("a message")
+        .expect("ok");
+    let Some(pb::watch_store_response::Event::Snapshot(snapshot)) = first.event else {
+        panic!("a snapshot first, got {first:?}");
+    };
+    assert_eq!(snapshot.entries.len(), 1);
+    assert_eq!(snapshot.entries[0].value_json, "5");
+    svc.write(loopback(write("c", "hits", WriteOp::Incr(-2))))
+        .await
+        .expect("incr accepted");
+    let next = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("in time")
+        .expect("a message")
+        .expect("ok");
+    let Some(pb::watch_store_response::Event::Change(change)) = next.event else {
+        panic!("a change next, got {next:?}");
+    };
+    let entry = change.entry.expect("entry");
+    assert_eq!(
+        (entry.key.as_str(), entry.value_json.as_str()),
+        ("hits", "3")
+    );
+    assert!(change.local);
+    runtime.close().await;
+}
