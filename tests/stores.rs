@@ -501,3 +501,52 @@ fn a_joiner_gets_the_stores_from_its_seed() {
     });
     assert!(took.is_some(), "the joiner synced the seed's stores");
 }
+
+#[test]
+fn a_whole_cluster_restarted_at_once_keeps_every_acknowledged_write() {
+    let base = std::env::temp_dir().join(format!("meshd-store-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let dirs: Vec<String> = (1..=3)
+        .map(|i| base.join(format!("n{i}")).to_string_lossy().to_string())
+        .collect();
+    let seed = SocketAddr::from((node_ip(97, 1), MESH_PORT));
+    let mut nodes: Vec<Node> = (1..=3u8)
+        .map(|i| {
+            let mut args: Vec<&str> = FAST.to_vec();
+            args.extend(["--data-dir", dirs[usize::from(i) - 1].as_str()]);
+            let seeds = if i == 1 { vec![] } else { vec![seed] };
+            Node::start(&format!("rc{i}"), node_ip(97, i), &seeds, &args)
+        })
+        .collect();
+    assert!(wait_until(SPREAD, || converged(&nodes)).is_some());
+    // Writes at every node; each acknowledged write is on the disk of the node that took it.
+    for i in 0..30 {
+        let (code, _) = nodes[i % 3]
+            .send(
+                "PUT",
+                &format!("/ha/stores/kv/k{i}"),
+                Some(&json!({"value": i})),
+            )
+            .expect("put");
+        assert_eq!(code, 200);
+    }
+    for node in nodes.iter_mut() {
+        node.kill9();
+    }
+    for node in nodes.iter_mut() {
+        node.restart();
+    }
+    let took = wait_until(Duration::from_secs(30), || {
+        nodes.iter().all(|n| {
+            n.get("/ha/stores/kv")
+                .and_then(|(_, b)| b["entries"].as_array().map(Vec::len))
+                == Some(30)
+        })
+    });
+    assert!(
+        took.is_some(),
+        "every node holds all 30 writes after the restart"
+    );
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&base);
+}
