@@ -56,3 +56,20 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         format!("method {method} not allowed for {}", uri.path()),
     )
 }
+
+/// The body, or a JSON error naming the shape expected.
+pub fn body_of<T>(
+    state: &super::ApiState,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    body.map(|Json(body)| body).map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            state.server.count_body_too_large();
+        }
+        ApiError::new(
+            rejection.status(),
+            format!("expected {shape}: {}", rejection.body_text()),
+        )
+    })
+}

@@ -10,11 +10,14 @@ use axum::Json;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ApiError, ApiState};
+use super::{body_of, ApiError, ApiState};
 use crate::runtime::keys::KeyReport;
 use crate::runtime::trust::{KeyChange, KeyRef};
 use crate::runtime::Command;
 use crate::seal::Key;
+
+/// What the POSTs' body looks like, for the error that says it is not that.
+const KEY_SHAPE: &str = "{\"key\": \"<key>\"}";
 
 /// The body of the POSTs.
 #[derive(Debug, Deserialize)]
@@ -34,7 +37,7 @@ pub async fn install(
     State(state): State<ApiState>,
     body: Result<Json<KeyBody>, JsonRejection>,
 ) -> Result<Json<KeyReport>, ApiError> {
-    let key = Key::from_base64(&body_of(&state, body)?.key).map_err(bad_request)?;
+    let key = Key::from_base64(&body_of(&state, body, KEY_SHAPE)?.key).map_err(bad_request)?;
     run(&state, Some(KeyChange::Install(key))).await
 }
 
@@ -43,7 +46,7 @@ pub async fn use_key(
     State(state): State<ApiState>,
     body: Result<Json<KeyBody>, JsonRejection>,
 ) -> Result<Json<KeyReport>, ApiError> {
-    let key = KeyRef::parse(&body_of(&state, body)?.key).map_err(bad_request)?;
+    let key = KeyRef::parse(&body_of(&state, body, KEY_SHAPE)?.key).map_err(bad_request)?;
     run(&state, Some(KeyChange::Use(key))).await
 }
 
@@ -52,24 +55,8 @@ pub async fn remove(
     State(state): State<ApiState>,
     body: Result<Json<KeyBody>, JsonRejection>,
 ) -> Result<Json<KeyReport>, ApiError> {
-    let key = KeyRef::parse(&body_of(&state, body)?.key).map_err(bad_request)?;
+    let key = KeyRef::parse(&body_of(&state, body, KEY_SHAPE)?.key).map_err(bad_request)?;
     run(&state, Some(KeyChange::Remove(key))).await
-}
-
-/// The body, or a JSON error saying what is wrong with it.
-fn body_of(
-    state: &ApiState,
-    body: Result<Json<KeyBody>, JsonRejection>,
-) -> Result<KeyBody, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.server.count_body_too_large();
-        }
-        ApiError::new(
-            rejection.status(),
-            format!("expected {{\"key\": \"<key>\"}}: {}", rejection.body_text()),
-        )
-    })
 }
 
 fn bad_request(e: impl ToString) -> ApiError {

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::store_watch::{self, WatchItem};
-use super::{ApiError, ApiState};
+use super::{body_of, ApiError, ApiState};
 use crate::runtime::replication::{StoreAnswer, StoreQuery, StoreWriteError};
 use crate::runtime::Command;
 use crate::store::{EntryView, Kind, Op, StoreSummary, Value, WriteError, Written};
@@ -382,23 +382,6 @@ async fn read(state: &ApiState, query: StoreQuery) -> Result<StoreAnswer, ApiErr
     send_read(&state.commands, query)
         .await
         .ok_or_else(unavailable)
-}
-
-/// The body, or a JSON error naming the shape expected.
-fn body_of<T>(
-    state: &ApiState,
-    body: Result<Json<T>, JsonRejection>,
-    shape: &str,
-) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.server.count_body_too_large();
-        }
-        ApiError::new(
-            rejection.status(),
-            format!("expected {shape}: {}", rejection.body_text()),
-        )
-    })
 }
 
 fn not_found(store: &str, key: &str) -> ApiError {

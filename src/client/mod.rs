@@ -195,24 +195,22 @@ impl Api {
     /// POSTs `body` as JSON to `path` (mutating calls need the JSON content type, and the
     /// token from another host); any status code is returned with its JSON body.
     pub fn post(&self, path: &str, body: &Value) -> Result<Answer, ClientError> {
-        let url = self.url(path);
-        let mut request = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json");
-        if let Some(token) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {token}"));
-        }
-        self.answer(path, request.send(body.to_string()))
+        self.send_json(path, self.agent.post(&self.url(path)), body)
     }
 
     /// PUTs `body` as JSON to `path`; any status code is returned with its JSON body.
     pub fn put(&self, path: &str, body: &Value) -> Result<Answer, ClientError> {
-        let url = self.url(path);
-        let mut request = self
-            .agent
-            .put(&url)
-            .header("Content-Type", "application/json");
+        self.send_json(path, self.agent.put(&self.url(path)), body)
+    }
+
+    /// Sends `body` as JSON with `request` (a POST or PUT to `path`), with the token if set.
+    fn send_json(
+        &self,
+        path: &str,
+        request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        body: &Value,
+    ) -> Result<Answer, ClientError> {
+        let mut request = request.header("Content-Type", "application/json");
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }

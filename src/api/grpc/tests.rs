@@ -285,10 +285,8 @@ async fn http_and_grpc_share_one_port() {
     ));
 }
 
-/// Through a real driver: SetTags keeps region and zone, raises the incarnation by one, and a
-/// watcher started before sees exactly that change next.
-#[tokio::test]
-async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
+/// A real runtime for a node "solo" on 127.0.0.1 with `meta`, alone (no seeds).
+async fn solo_runtime(meta: NodeMeta) -> crate::runtime::Runtime {
     use crate::runtime::{Runtime, RuntimeConfig};
     use crate::swim::{self, Identity};
 
@@ -297,11 +295,7 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
         identity: Identity {
             name: "solo".into(),
             addr: bind,
-            meta: NodeMeta {
-                region: "eu".into(),
-                zone: "eu-1a".into(),
-                tags: tags(&[("old", "1")]),
-            },
+            meta,
         },
         bind,
         swim: swim::Config::default(),
@@ -312,7 +306,19 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
         stores: crate::store::StoreConfig::default(),
         data_dir: None,
     };
-    let runtime = Runtime::start(config).await.expect("runtime starts");
+    Runtime::start(config).await.expect("runtime starts")
+}
+
+/// Through a real driver: SetTags keeps region and zone, raises the incarnation by one, and a
+/// watcher started before sees exactly that change next.
+#[tokio::test]
+async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
+    let meta = NodeMeta {
+        region: "eu".into(),
+        zone: "eu-1a".into(),
+        tags: tags(&[("old", "1")]),
+    };
+    let runtime = solo_runtime(meta).await;
     let svc = MembershipService::new(
         runtime.feed(),
         runtime.store_events(),
@@ -379,26 +385,7 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
 async fn stores_service_writes_reads_and_watches_through_the_driver() {
     use super::pb::stores_server::Stores as _;
     use super::pb::write_request::Op as WriteOp;
-    use crate::runtime::{Runtime, RuntimeConfig};
-    use crate::swim::{self, Identity};
-
-    let bind: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-    let config = RuntimeConfig {
-        identity: Identity {
-            name: "solo".into(),
-            addr: bind,
-            meta: NodeMeta::default(),
-        },
-        bind,
-        swim: swim::Config::default(),
-        seeds: Vec::new(),
-        leave_timeout: Duration::from_secs(1),
-        exchange_timeout: Duration::from_secs(1),
-        trust: crate::runtime::TrustConfig::default(),
-        stores: crate::store::StoreConfig::default(),
-        data_dir: None,
-    };
-    let runtime = Runtime::start(config).await.expect("runtime starts");
+    let runtime = solo_runtime(NodeMeta::default()).await;
     let svc = stores::StoresService {
         commands: runtime.commands(),
         events: runtime.store_events(),
