@@ -633,12 +633,11 @@ impl Driver {
             });
         }
         // Members back from DOWN: their side of a healed partition may hold writes ours lack.
-        if !returned.is_empty() {
-            self.replication.member_returned();
-        }
-        for peer in returned.into_iter().take(crate::store::RETURN_SYNCS) {
-            let start = self.replication.sync_start();
-            self.spawn_store_sync(peer, start);
+        for peer in returned {
+            if self.replication.member_returned() {
+                let start = self.replication.sync_start();
+                self.spawn_store_sync(peer, start);
+            }
         }
         let now = Instant::now();
         let stale = match self.last_publish {

@@ -184,9 +184,9 @@ impl Replication {
     }
 
     /// A member this node held DOWN is ALIVE again (a partition healed, a node came back):
-    /// the stores may differ, so anti-entropy runs soon.
-    pub fn member_returned(&mut self) {
-        self.stores.sync_soon(wall_ms());
+    /// the stores may differ. True when an exchange with it should start now.
+    pub fn member_returned(&mut self) -> bool {
+        self.stores.member_returned(wall_ms())
     }
 
     /// Fires the stores' timers that are due.

@@ -784,14 +784,15 @@ impl Sim {
         for peer in sync_with {
             self.start_store_sync(i, peer);
         }
-        // Members back from DOWN: anti-entropy soon, and at once with a few of them.
-        let returned: Vec<SocketAddr> = events.iter().filter_map(Event::returned).collect();
-        if !returned.is_empty() {
-            let now_ms = self.wall_ms();
-            if let Some(stores) = self.nodes.get_mut(i).and_then(|n| n.stores.as_mut()) {
-                stores.sync_soon(now_ms);
-            }
-            for peer in returned.into_iter().take(crate::store::RETURN_SYNCS) {
+        // Members back from DOWN: their side of a healed partition may hold writes ours lack.
+        let now_ms = self.wall_ms();
+        for peer in events.iter().filter_map(Event::returned) {
+            let start = self
+                .nodes
+                .get_mut(i)
+                .and_then(|n| n.stores.as_mut())
+                .is_some_and(|stores| stores.member_returned(now_ms));
+            if start {
                 self.start_store_sync(i, peer);
             }
         }

