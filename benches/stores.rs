@@ -11,7 +11,7 @@
 //! - anti-entropy after a heal: the cluster is cut into halves, D keys (10, 100, 1,000) are
 //!   written on one side, the cut heals; the time until every replica is equal and the bytes
 //!   of the anti-entropy exchanges (`meshd_store_sync_bytes`, both ends halved) against the
-//!   bytes that differ (D entries × the nodes that lack them).
+//!   bytes that differ (each key's size times the nodes that lack it at the heal).
 //!
 //! Every run is seeded and reproducible. Progress goes to stderr, the table to stdout.
 
@@ -189,12 +189,20 @@ fn heal_phase(n: usize, differing: usize) -> HealRow {
         .expect("write");
         sim.run_for(Duration::from_millis(2), |_| {});
     }
-    // Let the writes settle on side A (gossip, A's own anti-entropy) before the heal.
+    // Give the writes time to spread on side A (gossip, A's own anti-entropy) before the heal.
     sim.run_for(Duration::from_secs(15), |_| {});
-    if let Some(stores) = sim.stores(0) {
-        entry_bytes = (0..differing)
-            .filter_map(|k| stores.entry_bytes("heal", &format!("d{k}")))
-            .sum();
+    // The bytes that differ: every key a node lacks at the heal (side B lacks them all; side A
+    // may still lack a few), at its size where it is held.
+    for k in 0..differing {
+        let key = format!("d{k}");
+        let size = (0..n).find_map(|i| sim.stores(i)?.entry_bytes("heal", &key));
+        let lacking = (0..n)
+            .filter(|&i| {
+                sim.stores(i)
+                    .is_some_and(|s| s.entry_bytes("heal", &key).is_none())
+            })
+            .count();
+        entry_bytes += size.unwrap_or(0) * lacking;
     }
     let before = sync_bytes(&sim);
     sim.heal();
@@ -214,7 +222,7 @@ fn heal_phase(n: usize, differing: usize) -> HealRow {
         differing,
         settled,
         sync_bytes: exchanged,
-        differing_bytes: entry_bytes as f64 * b.len() as f64,
+        differing_bytes: entry_bytes as f64,
     }
 }
 

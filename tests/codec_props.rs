@@ -412,7 +412,7 @@ fn seed_store_messages() -> Vec<(&'static str, Vec<u8>)> {
         seeds.push((name, payload));
     }
     b.write(3, "hits", "b", Op::Incr(1)).expect("seed write");
-    let roots = a.sync_start();
+    let roots = a.sync_start(4).expect("no exchange running");
     let buckets = b.serve_sync(4, &roots).expect("buckets");
     let hashes = a
         .handle_sync_reply(4, &buckets)

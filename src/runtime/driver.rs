@@ -362,7 +362,6 @@ impl Driver {
             } => {
                 self.counters.stream_received(payload.len());
                 self.offer_keyring(from, &payload);
-                self.sync_if_stores_differ(from, &payload);
                 let answer = match self.core.handle_push_pull(now, from, &payload) {
                     Ok(()) => {
                         self.counters.push_pull_ok += 1;
@@ -421,11 +420,12 @@ impl Driver {
         payload
     }
 
-    /// Starts the stores' anti-entropy with `peer` when its push-pull says our stores differ.
+    /// Starts the stores' anti-entropy with `peer` when its push-pull answer says our stores
+    /// differ. Only the side that started the push-pull does: the peer saw the same roots, and
+    /// one exchange repairs both sides.
     fn sync_if_stores_differ(&mut self, peer: SocketAddr, push_pull: &[u8]) {
         if self.replication.roots_differ(push_pull) {
-            let start = self.replication.sync_start();
-            self.spawn_store_sync(peer, start);
+            self.start_store_sync(peer);
         }
     }
 
@@ -548,7 +548,10 @@ impl Driver {
                         self.spawn_store_sync(peer, next);
                     }
                 }
-                Err(err) => tracing::debug!(%peer, error = %err, "store sync failed"),
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "store sync failed");
+                    self.replication.sync_failed();
+                }
             },
         }
     }
@@ -593,8 +596,7 @@ impl Driver {
     async fn after_input(&mut self, force_publish: bool) {
         // The stores first: their payloads become SWIM datagrams below.
         if let Some(peer) = self.replication.drain(&mut self.core, Instant::now()) {
-            let start = self.replication.sync_start();
-            self.spawn_store_sync(peer, start);
+            self.start_store_sync(peer);
         }
         while let Some(transmit) = self.core.poll_transmit() {
             let bytes = self.trust.seal(transmit.dst, transmit.payload);
@@ -615,8 +617,7 @@ impl Driver {
             // A node that just joined, or just met a cluster it had formed apart from, brings
             // its stores together with that peer's at once.
             if let Notice::Joined { seed: peer } | Notice::RefreshMerged { peer, .. } = notice {
-                let start = self.replication.sync_start();
-                self.spawn_store_sync(peer, start);
+                self.start_store_sync(peer);
             }
         }
         let mut fresh = Vec::new();
@@ -635,8 +636,7 @@ impl Driver {
         // Members back from DOWN: their side of a healed partition may hold writes ours lack.
         for peer in returned {
             if self.replication.member_returned() {
-                let start = self.replication.sync_start();
-                self.spawn_store_sync(peer, start);
+                self.start_store_sync(peer);
             }
         }
         let now = Instant::now();
@@ -675,6 +675,13 @@ impl Driver {
             let result = quic::exchange(&endpoint, &dial, peer, &payload, timeout).await;
             let _ = results.send(TaskResult::Exchange { request, result });
         });
+    }
+
+    /// Starts the stores' anti-entropy with `peer`, unless an exchange this node started runs.
+    fn start_store_sync(&mut self, peer: SocketAddr) {
+        if let Some(start) = self.replication.sync_start() {
+            self.spawn_store_sync(peer, start);
+        }
     }
 
     /// Runs one step of the stores' anti-entropy with `peer` in a task; the answer comes back

@@ -170,9 +170,14 @@ impl Replication {
         self.stores.push_pull_roots_differ(push_pull)
     }
 
-    /// The first step of an anti-entropy exchange this node starts.
-    pub fn sync_start(&mut self) -> Vec<u8> {
-        self.stores.sync_start()
+    /// The first step of an anti-entropy exchange this node starts, unless one runs.
+    pub fn sync_start(&mut self) -> Option<Vec<u8>> {
+        self.stores.sync_start(wall_ms())
+    }
+
+    /// The exchange this node started broke off.
+    pub fn sync_failed(&mut self) {
+        self.stores.sync_failed();
     }
 
     /// The peer's answer to our last step; the next step to send, if any.

@@ -612,7 +612,6 @@ impl Sim {
                 if let Some(answer) = answer.as_mut() {
                     self.attach_roots(i, answer);
                 }
-                self.sync_if_stores_differ(i, from_addr, &payload);
                 let at = self.now + self.net.latency;
                 let outcome = Input::PushPullOutcome { request, answer };
                 self.schedule(at, Dest::Node(from, from_epoch), outcome);

@@ -124,20 +124,28 @@ impl Sim {
 
     /// Starts an anti-entropy exchange of node `i`'s stores with the node at `peer`.
     pub(super) fn start_store_sync(&mut self, i: usize, peer: SocketAddr) {
-        let request = match self.nodes.get_mut(i).and_then(|n| n.stores.as_mut()) {
-            Some(stores) => stores.sync_start(),
-            None => return,
-        };
-        self.send_store_sync(i, peer, request);
+        let now_ms = self.wall_ms();
+        let request = self
+            .nodes
+            .get_mut(i)
+            .and_then(|n| n.stores.as_mut())
+            .and_then(|stores| stores.sync_start(now_ms));
+        if let Some(request) = request {
+            self.send_store_sync(i, peer, request);
+        }
     }
 
-    /// Sends one anti-entropy step of node `i` to `peer`; one the network cannot carry is
-    /// lost (the exchange just ends, as a QUIC exchange that times out).
+    /// Sends one anti-entropy step of node `i` to `peer`; one the network cannot carry ends
+    /// the exchange (as a QUIC exchange that fails; at once here, where QUIC would take its
+    /// timeout).
     pub(super) fn send_store_sync(&mut self, i: usize, peer: SocketAddr, request: Vec<u8>) {
         let Some(epoch) = self.nodes.get(i).map(|n| n.epoch) else {
             return;
         };
         if !self.can_talk(i, peer) {
+            if let Some(stores) = self.nodes.get_mut(i).and_then(|n| n.stores.as_mut()) {
+                stores.sync_failed();
+            }
             return;
         }
         let at = self.now + self.net.latency;

@@ -219,6 +219,8 @@ pub struct Stores {
     sync_due: bool,
     /// When an exchange with a member back from DOWN last started.
     last_return_sync_ms: Option<u64>,
+    /// When the anti-entropy exchange this node started began, while it runs.
+    pub(super) sync_started_ms: Option<u64>,
     next_collect_at: u64,
     broadcasts: VecDeque<Broadcast>,
     changes: VecDeque<Change>,
@@ -243,6 +245,7 @@ impl Stores {
             flush_at: None,
             sync_due: false,
             last_return_sync_ms: None,
+            sync_started_ms: None,
             broadcasts: VecDeque::new(),
             changes: VecDeque::new(),
             dirty: BTreeSet::new(),

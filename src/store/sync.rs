@@ -13,6 +13,10 @@ use super::table::Table;
 use crate::wire;
 use crate::wire::store_sync::Step;
 
+/// Longest an exchange this node started may run before another may start (its three steps
+/// are each bounded by the exchange timeout, seconds).
+pub const SYNC_TIMEOUT_MS: u64 = 10_000;
+
 /// Most bucket bits: 4,096 buckets (32 KiB of hashes) for the largest stores.
 const MAX_BITS: u32 = 12;
 
@@ -30,11 +34,26 @@ fn bits_for(keys: u64) -> u32 {
 }
 
 impl Stores {
-    /// The first message of an anti-entropy exchange with one peer: the roots of every store.
-    pub fn sync_start(&mut self) -> Vec<u8> {
+    /// The first message of an anti-entropy exchange with one peer (the roots of every store),
+    /// or `None` while an exchange this node started is still running: two side by side would
+    /// fetch the same entries. An exchange runs until [`Stores::handle_sync_reply`] ends it,
+    /// [`Stores::sync_failed`] says it broke off, or [`SYNC_TIMEOUT_MS`] passes.
+    pub fn sync_start(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        if self
+            .sync_started_ms
+            .is_some_and(|at| now_ms < at + SYNC_TIMEOUT_MS)
+        {
+            return None;
+        }
+        self.sync_started_ms = Some(now_ms);
         self.stats.syncs += 1;
         let roots = self.roots();
-        self.sent(codec::encode_sync(Step::Roots(roots)))
+        Some(self.sent(codec::encode_sync(Step::Roots(roots))))
+    }
+
+    /// The exchange this node started broke off (no answer, a refused connection).
+    pub fn sync_failed(&mut self) {
+        self.sync_started_ms = None;
     }
 
     /// The kind, key count and root hash of every store, in name order.
@@ -92,7 +111,12 @@ impl Stores {
                 self.stats.syncs += 1;
                 Step::Buckets(self.buckets_differing(&roots))
             }
-            Step::Hashes(hashes) => Step::Push(self.entries_differing(&hashes)),
+            Step::Hashes(mut hashes) => {
+                let entries = std::mem::take(&mut hashes.entries);
+                let answer = self.entries_differing(&hashes);
+                self.merge_synced(now_ms, entries);
+                Step::Push(answer)
+            }
             Step::Push(push) => {
                 let answer = self.entries_wanted(&push.want);
                 self.merge_synced(now_ms, push.entries);
@@ -111,10 +135,15 @@ impl Stores {
         reply: &[u8],
     ) -> Result<Option<Vec<u8>>, MessageError> {
         self.stats.sync_bytes += reply.len() as u64;
-        let next = match codec::decode_sync(reply)? {
+        let step = codec::decode_sync(reply);
+        if !matches!(step, Ok(Step::Buckets(_)) | Ok(Step::Push(_))) {
+            self.sync_started_ms = None;
+        }
+        let next = match step? {
             Step::Buckets(digest) => {
                 let hashes = self.hashes_of_differing_buckets(&digest)?;
-                (!hashes.buckets.is_empty()).then_some(Step::Hashes(hashes))
+                let worth_sending = !hashes.buckets.is_empty() || !hashes.entries.is_empty();
+                worth_sending.then_some(Step::Hashes(hashes))
             }
             Step::Push(push) => {
                 self.merge_synced(now_ms, push.entries);
@@ -122,6 +151,9 @@ impl Stores {
             }
             Step::Roots(_) | Step::Hashes(_) => return Err(MessageError::Malformed),
         };
+        if next.is_none() {
+            self.sync_started_ms = None;
+        }
         Ok(next.map(|step| self.sent(codec::encode_sync(step))))
     }
 
@@ -204,14 +236,29 @@ impl Stores {
                 .filter(|&i| mine[i] != theirs.buckets[i])
                 .filter_map(|i| u32::try_from(i).ok())
                 .collect();
-            if indexes.is_empty() {
-                continue;
-            }
+            // Buckets the peer holds empty get our entries at once: listing their key hashes
+            // first would only make it ask for all of them.
+            let (empty, indexes): (Vec<u32>, Vec<u32>) = indexes
+                .into_iter()
+                .partition(|&i| theirs.buckets[i as usize] == 0);
             if let Some(table) = table {
+                let mut bytes = 0usize;
+                for &i in &empty {
+                    for (key, slot) in table.in_bucket(theirs.bits, i as usize) {
+                        if bytes < MAX_ENTRY_BYTES_PER_STEP {
+                            bytes += slot.bytes;
+                            out.entries
+                                .push(codec::entry_to_wire(&theirs.store, key, &slot.crdt));
+                        }
+                    }
+                }
                 for &i in &indexes {
                     out.keys
                         .extend(key_hashes(&theirs.store, table, theirs.bits, i));
                 }
+            }
+            if indexes.is_empty() {
+                continue;
             }
             out.buckets.push(wire::StoreBucketRef {
                 store: theirs.store.clone(),

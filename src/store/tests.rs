@@ -200,7 +200,7 @@ fn random_states(kind: Kind, seed: u64) -> Vec<Crdt> {
 /// Runs one anti-entropy exchange started by `i` with `j`; returns the bytes both sent.
 fn sync_pair(stores: &mut [Stores], i: usize, j: usize) -> usize {
     let mut bytes = 0;
-    let mut request = stores[i].sync_start();
+    let mut request = stores[i].sync_start(20_000).expect("no exchange running");
     for _ in 0..4 {
         bytes += request.len();
         let reply = stores[j].serve_sync(20_000, &request).expect("valid step");
