@@ -113,8 +113,8 @@ def member_state(body, who):
     return body[s:body.find(b'"', s)].decode()
 
 
-def poll_until(nodes, check, deadline_s=PHASE_DEADLINE):
-    """Polls /ha/status of every node in `nodes` until check(body) is true for each.
+def poll_until(nodes, check, deadline_s=PHASE_DEADLINE, path="/ha/status"):
+    """Polls `path` (/ha/status) of every node in `nodes` until check(body) is true for each.
 
     check returns True when that node is done. Returns (done_time per node, longest sweep
     seconds, timed_out). A node that does not answer is polled again next sweep."""
@@ -124,7 +124,7 @@ def poll_until(nodes, check, deadline_s=PHASE_DEADLINE):
     end = time.monotonic() + deadline_s
     while pending and time.monotonic() < end:
         t0 = time.monotonic()
-        futs = {POOL.submit(http_get, i, "/ha/status"): i for i in pending}
+        futs = {POOL.submit(http_get, i, path): i for i in pending}
         for f in cf.as_completed(futs):
             i = futs[f]
             body, t = f.result()

@@ -214,7 +214,7 @@ pub struct AgentArgs {
     pub store_tombstone_retention: Duration,
     /// How often the stores run anti-entropy with one random member, besides the exchanges
     /// that membership's push-pulls start when two nodes' stores differ
-    #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "60s",
+    #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "10s",
           value_parser = positive_duration)]
     pub store_sync_interval: Duration,
 }
@@ -1011,7 +1011,7 @@ mod tests {
         let stores = &config.runtime.stores;
         assert_eq!(stores.limits.max_bytes, 512 * 1024);
         assert_eq!(stores.tombstone_retention_ms, 2 * 3600 * 1000);
-        assert_eq!(stores.sync_interval_ms, 60_000, "default");
+        assert_eq!(stores.sync_interval_ms, 10_000, "default");
         assert_eq!(
             config.runtime.data_dir.as_deref(),
             Some(std::path::Path::new("/var/lib/meshd"))

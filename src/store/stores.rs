@@ -43,7 +43,7 @@ impl Default for StoreConfig {
             tombstone_retention_ms: 60 * 60 * 1000,
             flush_delay_ms: 10,
             payload_bytes: 1000,
-            sync_interval_ms: 60_000,
+            sync_interval_ms: 10_000,
             collect_interval_ms: 60_000,
         }
     }

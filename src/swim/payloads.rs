@@ -25,6 +25,8 @@ pub fn payload_field_len(len: usize) -> usize {
 struct Entry {
     bytes: Vec<u8>,
     transmits: u32,
+    /// Transmissions after which it leaves the queue.
+    limit: u32,
 }
 
 /// Sort key: fewest transmits first, then the newest.
@@ -40,8 +42,9 @@ pub struct PayloadQueue {
 }
 
 impl PayloadQueue {
-    /// Queues `bytes`; drops the most-sent payload if the queue is full.
-    pub fn push(&mut self, bytes: Vec<u8>) {
+    /// Queues `bytes` to be sent up to `limit` times; drops the most-sent payload if the queue
+    /// is full.
+    pub fn push(&mut self, bytes: Vec<u8>, limit: u32) {
         if self.entries.len() >= MAX_QUEUED_PAYLOADS {
             if let Some(last) = self.order.pop_last() {
                 self.entries.remove(&last.1 .0);
@@ -55,6 +58,7 @@ impl PayloadQueue {
             Entry {
                 bytes,
                 transmits: 0,
+                limit: limit.max(1),
             },
         );
     }
@@ -75,8 +79,8 @@ impl PayloadQueue {
     }
 
     /// Takes payloads whose fields fit in `budget` bytes, least-sent first; each counts one
-    /// transmission and leaves the queue once sent `limit` times.
-    pub fn fill(&mut self, budget: usize, limit: u32) -> Vec<Vec<u8>> {
+    /// transmission and leaves the queue once sent as often as its limit says.
+    pub fn fill(&mut self, budget: usize) -> Vec<Vec<u8>> {
         let mut left = budget;
         let mut picked = Vec::new();
         for key in &self.order {
@@ -101,7 +105,7 @@ impl PayloadQueue {
             };
             entry.transmits += 1;
             out.push(entry.bytes.clone());
-            if entry.transmits >= limit {
+            if entry.transmits >= entry.limit {
                 self.entries.remove(&id);
             } else {
                 self.order.insert((entry.transmits, key.1));
@@ -121,34 +125,35 @@ mod tests {
     #[test]
     fn least_sent_first_up_to_the_limit_within_the_budget() {
         let mut q = PayloadQueue::default();
-        q.push(vec![1; 500]);
-        q.push(vec![2; 500]);
-        q.push(vec![3; 500]);
+        q.push(vec![1; 500], 2);
+        q.push(vec![2; 500], 2);
+        q.push(vec![3; 500], 2);
         // Newest first among the unsent; the budget takes two.
-        let first: Vec<u8> = q.fill(1100, 2).iter().map(|p| p[0]).collect();
+        let first: Vec<u8> = q.fill(1100).iter().map(|p| p[0]).collect();
         assert_eq!(first, [3, 2]);
         // The unsent one now leads, then the least sent.
-        let second: Vec<u8> = q.fill(1100, 2).iter().map(|p| p[0]).collect();
+        let second: Vec<u8> = q.fill(1100).iter().map(|p| p[0]).collect();
         assert_eq!(second, [1, 3]);
-        let third: Vec<u8> = q.fill(1100, 2).iter().map(|p| p[0]).collect();
+        let third: Vec<u8> = q.fill(1100).iter().map(|p| p[0]).collect();
         assert_eq!(third, [2, 1]);
         assert!(q.is_empty(), "each sent twice: gone");
-        assert!(q.fill(1100, 2).is_empty());
+        assert!(q.fill(1100).is_empty());
+        q.push(vec![4; 10], 1);
+        assert_eq!(q.fill(100).len(), 1);
+        assert!(q.is_empty(), "a limit of one: sent once");
     }
 
     #[test]
     fn a_full_queue_drops_the_most_sent() {
         let mut q = PayloadQueue::default();
-        q.push(vec![0]);
-        q.fill(100, 10);
+        q.push(vec![0], 10);
+        q.fill(100);
         for i in 1..=MAX_QUEUED_PAYLOADS {
-            q.push(i.to_le_bytes().to_vec());
+            q.push(i.to_le_bytes().to_vec(), 10);
         }
         assert_eq!(q.len(), MAX_QUEUED_PAYLOADS);
         assert_eq!(q.dropped(), 1);
-        let all: Vec<Vec<u8>> = (0..MAX_QUEUED_PAYLOADS)
-            .flat_map(|_| q.fill(100, 1))
-            .collect();
+        let all: Vec<Vec<u8>> = (0..MAX_QUEUED_PAYLOADS).flat_map(|_| q.fill(100)).collect();
         assert!(!all.contains(&vec![0]), "the one already sent was dropped");
     }
 }
