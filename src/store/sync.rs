@@ -157,14 +157,12 @@ impl Stores {
         Ok(next.map(|step| self.sent(codec::encode_sync(step))))
     }
 
-    /// Merges entries an exchange brought. When they changed something, this node held news
-    /// others may lack too (after a partition heals, a whole half's writes): its next exchange
-    /// comes within a tenth of the interval, so repairs spread from node to node in seconds
-    /// rather than intervals.
+    /// Merges entries an exchange brought. (An exchange that brought news does not bring the
+    /// next one forward: under a steady write load every exchange finds writes still in flight,
+    /// and exchanges one after the other would chase them; a healed partition is repaired by
+    /// the exchanges with members back from DOWN.)
     fn merge_synced(&mut self, now_ms: u64, entries: Vec<wire::StoreEntry>) {
-        if !self.merge_wire(now_ms, entries).is_empty() {
-            self.sync_soon(now_ms);
-        }
+        self.merge_wire(now_ms, entries);
     }
 
     fn sent(&mut self, message: Vec<u8>) -> Vec<u8> {
