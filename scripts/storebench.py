@@ -245,6 +245,16 @@ def run(args, rng):
         done, _, _ = rb.poll_until(survivors, complete, deadline_s=SETTLE_S, path="/ha/stores")
         settled = time.monotonic() - t_settle
         lost_nodes = sorted(set(survivors) - set(done))
+        # How far short the nodes that did not settle are.
+        short = []
+        for i in lost_nodes:
+            body, _ = rb.http_get(i, "/ha/stores", timeout=5.0)
+            held = 0
+            if body is not None:
+                held = next((s["keys"] for s in json.loads(body)["stores"] if s["name"] == "bench"), 0)
+            short.append(want - held)
+        r["keys_short_max"] = max(short) if short else 0
+        r["keys_short_median"] = statistics.median(short) if short else 0
         watchers.stop = True
         delays = []
         incomplete = 0
@@ -295,7 +305,8 @@ def main():
         ("writes acknowledged (per second achieved)", f"{r['writes_acked']} in {r['load_s']:.0f} s ({r['achieved_rate']:.0f}/s); {r['writes_failed']} failed"),
         ("write → visible at every node, p50 / p99 (10 probe writes a second)",
          f"{f(r['visible_p50_s'], '.3f')} / {f(r['visible_p99_s'], '.3f')} s over {r['probes']} probes ({r['probes_incomplete']} not seen everywhere)"),
-        ("acknowledged writes missing at a survivor after settling", f"{r['nodes_missing_keys']} nodes short (settled in {r['settle_s']:.1f} s)"),
+        ("acknowledged writes missing at a survivor after settling",
+         f"{r['nodes_missing_keys']} nodes short (by {r['keys_short_median']} keys in the median, {r['keys_short_max']} at most) after {r['settle_s']:.1f} s"),
         ("CPU per node, quiet → under load (core-s/s)", f"{r['cpu_quiet']:.5f} → {r['cpu_load']:.5f}"),
         ("UDP bytes sent per node per s, quiet → under load", f"{r['udp_bytes_quiet']:.0f} → {r['udp_bytes_load']:.0f}"),
         ("RSS per node, median, quiet → under load (MiB)", f"{r['rss_quiet_mib']:.1f} → {r['rss_load_mib']:.1f}"),

@@ -227,6 +227,10 @@ fn start_stores(
     events: broadcast::Sender<Arc<StoreEvent>>,
 ) -> Result<Replication, String> {
     let now_ms = replication::wall_ms();
+    let config = StoreConfig {
+        persist: data_dir.is_some(),
+        ..config
+    };
     let mut stores = Stores::new(config, name, now_ms);
     let persister = match data_dir {
         None => None,

@@ -83,8 +83,6 @@ impl Sim {
         while let Some(b) = stores.poll_broadcast() {
             core.broadcast_payload(now, b.payload, b.local);
         }
-        // The simulator keeps no data directory.
-        while stores.poll_persist().is_some() {}
         while let Some(change) = stores.poll_change() {
             self.store_changes.push(StoreSeen {
                 at,

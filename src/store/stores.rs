@@ -9,7 +9,7 @@ use super::clock::{Clock, Stamp};
 use super::codec;
 use super::crdt::{Counter, Crdt, Kind, Lww, OrSet, Value};
 use super::limits::{over, Bound, StoreLimitError, StoreLimits};
-use super::table::Table;
+use super::table::{self, Table};
 use crate::wire;
 
 /// After an exchange that changed something, the next comes this soon (ms).
@@ -34,6 +34,9 @@ pub struct StoreConfig {
     pub sync_interval_ms: u64,
     /// How often tombstones are collected.
     pub collect_interval_ms: u64,
+    /// The caller keeps the stores on disk: changed keys are handed out by
+    /// [`Stores::poll_persist`] (otherwise nothing is).
+    pub persist: bool,
 }
 
 impl Default for StoreConfig {
@@ -45,6 +48,7 @@ impl Default for StoreConfig {
             payload_bytes: 1000,
             sync_interval_ms: 10_000,
             collect_interval_ms: 60_000,
+            persist: false,
         }
     }
 }
@@ -342,9 +346,10 @@ impl Stores {
         }
         let stamp = self.clock.tick(now_ms);
         let (state, delta) = apply_op(current, kind, op, &self.replica, stamp.clone())?;
-        self.check_room(store, key, &state)?;
-        let value = state.value();
-        self.commit(store, key, state, true);
+        let slot = table::slot(store, key, state);
+        self.check_room(store, key, slot.bytes)?;
+        let value = slot.crdt.value();
+        self.commit(store, key, slot, true);
         self.queue_local(now_ms, store, key, delta);
         Ok(Written {
             key: key.to_owned(),
@@ -353,8 +358,9 @@ impl Stores {
         })
     }
 
-    /// Refuses a state that breaks the entry, key-count, store-count or total-bytes bound.
-    fn check_room(&self, store: &str, key: &str, state: &Crdt) -> Result<(), WriteError> {
+    /// Refuses a state of `size` bytes that breaks the entry, key-count, store-count or
+    /// total-bytes bound.
+    fn check_room(&self, store: &str, key: &str, size: usize) -> Result<(), WriteError> {
         let limits = &self.config.limits;
         let table = self.tables.get(store);
         if table.is_none() {
@@ -367,7 +373,6 @@ impl Stores {
             over(Bound::KeysPerStore, keys, limits.max_keys_per_store)
                 .map_err(WriteError::Limit)?;
         }
-        let size = codec::encode_entry(store, key, state).len() + key.len();
         over(Bound::Entry, size, limits.max_entry_bytes).map_err(WriteError::Limit)?;
         let total = self.bytes - held.map_or(0, |s| s.bytes) + size;
         over(Bound::TotalBytes, total, limits.max_bytes).map_err(WriteError::Limit)
@@ -406,8 +411,8 @@ impl Stores {
         if !changed && !is_new {
             return Ok(false);
         }
-        let size = codec::encode_entry(store, key, &state).len() + key.len();
-        if size > limits.max_entry_bytes * 2 {
+        let slot = table::slot(store, key, state);
+        if slot.bytes > limits.max_entry_bytes * 2 {
             return Err(Bound::Entry.as_str());
         }
         let held = self
@@ -415,27 +420,26 @@ impl Stores {
             .get(store)
             .and_then(|t| t.get(key))
             .map_or(0, |s| s.bytes);
-        if self.bytes - held + size > limits.max_bytes {
+        if self.bytes - held + slot.bytes > limits.max_bytes {
             return Err(Bound::TotalBytes.as_str());
         }
-        self.commit(store, key, state, false);
+        self.commit(store, key, slot, false);
         Ok(true)
     }
 
     /// Stores a key's new state: sizes, hashes, the change for watchers, the persist mark.
-    fn commit(&mut self, store: &str, key: &str, state: Crdt, local: bool) {
-        let kind = state.kind();
+    fn commit(&mut self, store: &str, key: &str, slot: table::Slot, local: bool) {
+        let kind = slot.crdt.kind();
         let table = self
             .tables
             .entry(store.to_owned())
-            .or_insert_with(|| Table::new(store, kind));
+            .or_insert_with(|| Table::new(kind));
         let before = table.get(key).and_then(|s| s.crdt.value());
-        let after = state.value();
-        let version = state.version().cloned();
-        let slot = table.slot_for(key, state);
+        let after = slot.crdt.value();
+        let version = slot.crdt.version().cloned();
         let grown = table.put(key, slot);
         self.bytes = self.bytes.saturating_add_signed(grown);
-        self.dirty.insert((store.to_owned(), key.to_owned()));
+        self.mark_dirty(store, key);
         if before != after {
             self.changes.push_back(Change {
                 store: store.to_owned(),
@@ -445,6 +449,13 @@ impl Stores {
                 version,
                 local,
             });
+        }
+    }
+
+    /// Notes that `key` must be written to disk, when the stores are persisted.
+    fn mark_dirty(&mut self, store: &str, key: &str) {
+        if self.config.persist {
+            self.dirty.insert((store.to_owned(), key.to_owned()));
         }
     }
 
@@ -615,9 +626,12 @@ impl Stores {
                         self.bytes -= table.remove(&key);
                     }
                     self.stats.collected += 1;
-                    self.dirty.insert((store, key));
+                    self.mark_dirty(&store, &key);
                 }
-                Some(crdt) => self.commit(&store, &key, crdt, false),
+                Some(crdt) => {
+                    let slot = table::slot(&store, &key, crdt);
+                    self.commit(&store, &key, slot, false);
+                }
             }
         }
         self.tables.retain(|_, t| !t.is_empty());

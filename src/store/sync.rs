@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap};
 use super::codec::{self, MessageError};
 use super::crdt::Kind;
 use super::stores::Stores;
-use super::table::Table;
 use crate::wire;
 use crate::wire::store_sync::Step;
 
@@ -241,19 +240,20 @@ impl Stores {
                 .partition(|&i| theirs.buckets[i as usize] == 0);
             if let Some(table) = table {
                 let mut bytes = 0usize;
-                for &i in &empty {
-                    for (key, slot) in table.in_bucket(theirs.bits, i as usize) {
-                        if bytes < MAX_ENTRY_BYTES_PER_STEP {
-                            bytes += slot.bytes;
-                            out.entries
-                                .push(codec::entry_to_wire(&theirs.store, key, &slot.crdt));
-                        }
+                for (key, slot) in table.in_buckets(theirs.bits, &empty) {
+                    if bytes < MAX_ENTRY_BYTES_PER_STEP {
+                        bytes += slot.bytes;
+                        out.entries
+                            .push(codec::entry_to_wire(&theirs.store, key, &slot.crdt));
                     }
                 }
-                for &i in &indexes {
-                    out.keys
-                        .extend(key_hashes(&theirs.store, table, theirs.bits, i));
-                }
+                let listed = table.in_buckets(theirs.bits, &indexes);
+                out.keys
+                    .extend(listed.map(|(key, slot)| wire::StoreKeyHash {
+                        store: theirs.store.clone(),
+                        key: key.clone(),
+                        hash: slot.hash,
+                    }));
             }
             if indexes.is_empty() {
                 continue;
@@ -284,15 +284,13 @@ impl Stores {
             let Some(table) = self.tables.get(&bucket_ref.store) else {
                 continue;
             };
-            for &index in &bucket_ref.indexes {
-                for (key, slot) in table.in_bucket(bucket_ref.bits, index as usize) {
-                    let differs =
-                        theirs.get(&(bucket_ref.store.as_str(), key.as_str())) != Some(&slot.hash);
-                    if differs && bytes < MAX_ENTRY_BYTES_PER_STEP {
-                        bytes += slot.bytes;
-                        push.entries
-                            .push(codec::entry_to_wire(&bucket_ref.store, key, &slot.crdt));
-                    }
+            for (key, slot) in table.in_buckets(bucket_ref.bits, &bucket_ref.indexes) {
+                let differs =
+                    theirs.get(&(bucket_ref.store.as_str(), key.as_str())) != Some(&slot.hash);
+                if differs && bytes < MAX_ENTRY_BYTES_PER_STEP {
+                    bytes += slot.bytes;
+                    push.entries
+                        .push(codec::entry_to_wire(&bucket_ref.store, key, &slot.crdt));
                 }
             }
         }
@@ -322,21 +320,6 @@ impl Stores {
         }
         push
     }
-}
-
-fn key_hashes<'a>(
-    store: &'a str,
-    table: &'a Table,
-    bits: u32,
-    index: u32,
-) -> impl Iterator<Item = wire::StoreKeyHash> + 'a {
-    table
-        .in_bucket(bits, index as usize)
-        .map(move |(key, slot)| wire::StoreKeyHash {
-            store: store.to_owned(),
-            key: key.clone(),
-            hash: slot.hash,
-        })
 }
 
 #[cfg(test)]

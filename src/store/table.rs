@@ -23,7 +23,6 @@ pub struct Slot {
 /// One store. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Table {
-    name: String,
     kind: Kind,
     slots: BTreeMap<String, Slot>,
     root: u64,
@@ -32,10 +31,9 @@ pub struct Table {
 }
 
 impl Table {
-    /// An empty store `name` of `kind`.
-    pub fn new(name: &str, kind: Kind) -> Self {
+    /// An empty store of `kind`.
+    pub fn new(kind: Kind) -> Self {
         Table {
-            name: name.to_owned(),
             kind,
             slots: BTreeMap::new(),
             root: 0,
@@ -84,17 +82,6 @@ impl Table {
         self.slots.iter()
     }
 
-    /// The slot `key` would have with `crdt`: hashes and size.
-    pub fn slot_for(&self, key: &str, crdt: Crdt) -> Slot {
-        let encoded = codec::encode_entry(&self.name, key, &crdt);
-        Slot {
-            hash: hash::hash(&[&encoded]),
-            location: location(&self.name, key),
-            bytes: encoded.len() + key.len(),
-            crdt,
-        }
-    }
-
     /// Stores `slot` as `key`'s state; returns the bytes the store grew by (negative: shrank).
     pub fn put(&mut self, key: &str, slot: Slot) -> isize {
         let added = slot.bytes as isize;
@@ -133,11 +120,33 @@ impl Table {
         out
     }
 
-    /// The keys in bucket `index` of `2^bits`, with their slots.
-    pub fn in_bucket(&self, bits: u32, index: usize) -> impl Iterator<Item = (&String, &Slot)> {
+    /// The keys in the buckets `indexes` of `2^bits`, with their slots, in one pass over the
+    /// store (an exchange may name thousands of buckets). Indexes out of range are ignored.
+    pub fn in_buckets<'a>(
+        &'a self,
+        bits: u32,
+        indexes: &[u32],
+    ) -> impl Iterator<Item = (&'a String, &'a Slot)> + 'a {
+        let mut wanted = vec![false; 1 << bits];
+        for &i in indexes {
+            if let Some(w) = wanted.get_mut(i as usize) {
+                *w = true;
+            }
+        }
         self.slots
             .iter()
-            .filter(move |(_, s)| hash::bucket(s.location, bits) == index)
+            .filter(move |(_, s)| wanted[hash::bucket(s.location, bits)])
+    }
+}
+
+/// The slot `key` of `store` has with `crdt`: hashes and size (one encoding of the state).
+pub fn slot(store: &str, key: &str, crdt: Crdt) -> Slot {
+    let encoded = codec::encode_entry(store, key, &crdt);
+    Slot {
+        hash: hash::hash(&[&encoded]),
+        location: location(store, key),
+        bytes: encoded.len() + key.len(),
+        crdt,
     }
 }
 
@@ -161,19 +170,19 @@ mod tests {
 
     #[test]
     fn the_root_and_size_follow_every_change_in_any_order() {
-        let mut a = Table::new("s", Kind::Lww);
-        let mut b = Table::new("s", Kind::Lww);
+        let mut a = Table::new(Kind::Lww);
+        let mut b = Table::new(Kind::Lww);
         for (key, wall) in [("x", 1), ("y", 2), ("z", 3)] {
-            let slot = a.slot_for(key, lww(wall, key));
+            let slot = slot("s", key, lww(wall, key));
             a.put(key, slot);
         }
         for (key, wall) in [("z", 3), ("x", 1), ("y", 2)] {
-            let slot = b.slot_for(key, lww(wall, key));
+            let slot = slot("s", key, lww(wall, key));
             b.put(key, slot);
         }
         assert_eq!(a.root(), b.root());
         assert_eq!(a.bytes(), b.bytes());
-        let slot = a.slot_for("y", lww(9, "changed"));
+        let slot = slot("s", "y", lww(9, "changed"));
         a.put("y", slot);
         assert_ne!(a.root(), b.root());
         let bytes_before = a.bytes();
@@ -187,8 +196,7 @@ mod tests {
 
     #[test]
     fn a_key_lands_in_the_same_bucket_whatever_its_state() {
-        let t = Table::new("s", Kind::Lww);
-        let (one, two) = (t.slot_for("k", lww(1, "a")), t.slot_for("k", lww(2, "b")));
+        let (one, two) = (slot("s", "k", lww(1, "a")), slot("s", "k", lww(2, "b")));
         assert_eq!(one.location, two.location);
         assert_ne!(one.hash, two.hash);
     }

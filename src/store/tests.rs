@@ -367,6 +367,7 @@ fn deletes_are_remembered_for_the_retention_then_forgotten() {
     let config = StoreConfig {
         tombstone_retention_ms: 1_000,
         collect_interval_ms: 500,
+        persist: true,
         ..StoreConfig::default()
     };
     let mut s = Stores::new(config, "n", 0);
@@ -385,7 +386,11 @@ fn deletes_are_remembered_for_the_retention_then_forgotten() {
 
 #[test]
 fn persisted_entries_load_quietly_and_later_writes_order_after_them() {
-    let mut first = Stores::new(StoreConfig::default(), "n", 1);
+    let persisted = StoreConfig {
+        persist: true,
+        ..StoreConfig::default()
+    };
+    let mut first = Stores::new(persisted.clone(), "n", 1);
     first
         .write(5_000, "kv", "a", Op::Put(b"1".to_vec()))
         .expect("put");
@@ -393,7 +398,7 @@ fn persisted_entries_load_quietly_and_later_writes_order_after_them() {
         .filter_map(|p| p.entry)
         .collect();
     // Restarted with a clock that went back in time.
-    let mut second = Stores::new(StoreConfig::default(), "n", 2);
+    let mut second = Stores::new(persisted, "n", 2);
     let (loaded, errors) = second.load(10, saved.iter().map(Vec::as_slice));
     assert_eq!((loaded, errors.len()), (1, 0));
     assert!(second.poll_change().is_none() && second.poll_persist().is_none());
