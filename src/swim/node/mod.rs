@@ -86,12 +86,6 @@ impl<'a> Piggyback<'a> {
     }
 }
 
-/// Piggyback and gossip transmissions of a local payload while its direct send reached every
-/// member: only to repair a lost datagram (the stores' anti-entropy repairs the rest), since
-/// each transmission costs every datagram it rides in room, and a busy writer makes hundreds
-/// of payloads a second.
-const LOCAL_REPAIR_TRANSMITS: u32 = 2;
-
 /// Fewest members a leave is announced to at once (if that many are alive), even with
 /// `announce_fanout` 0: the process waits until they have it.
 const LEAVE_FANOUT_MIN: usize = 3;
@@ -402,29 +396,24 @@ impl Swim {
 
     /// Hands a payload of another core (an encoded store delta, at most
     /// [`payloads::MAX_PAYLOAD_BYTES`]) to SWIM to carry to every member. A `local` one (a write
-    /// made here) goes at once, alone, to up to `announce_fanout` reachable members. While
-    /// that reaches everyone (up to `announce_fanout + 1` members), gossip only repairs a lost
-    /// datagram: the local payload rides piggyback and gossip [`LOCAL_REPAIR_TRANSMITS`] times
-    /// and received ones are not passed on (every member had its own copy sent; the stores'
-    /// anti-entropy repairs the rest). Beyond, every payload, local or received, rides like a
-    /// membership update, up to the retransmit limit, so it spreads in O(log N) gossip rounds.
+    /// made here) goes at once, alone, to up to `announce_fanout` reachable members; then every
+    /// payload, local or received, rides piggyback and gossip like a membership update, up to
+    /// the retransmit limit, so it spreads in O(log N) gossip rounds and a datagram lost on the
+    /// direct send is repaired within a few gossip ticks. Relaying is best effort: it takes
+    /// only the room membership updates leave, least-sent first, and a full queue drops the
+    /// most-sent payload (the stores' anti-entropy repairs what it misses).
     /// Refuses (false) a payload too large for a datagram.
     pub fn broadcast_payload(&mut self, now: Instant, payload: Vec<u8>, local: bool) -> bool {
         if payload.len() > payloads::MAX_PAYLOAD_BYTES {
             return false;
         }
-        let covered = self.members.live_count() <= self.config.announce_fanout + 1;
         if local {
             let targets = self.pick(self.config.announce_fanout, |m| is_reachable(m.state));
             for (name, addr) in &targets {
                 self.send(*addr, Some(name), None, Piggyback::Payload(&payload));
             }
         }
-        let limit = match (covered, local) {
-            (true, true) => LOCAL_REPAIR_TRANSMITS,
-            (true, false) => return true,
-            (false, _) => retransmit_limit(self.config.retransmit_mult, self.members.live_count()),
-        };
+        let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
         let dropped = self.payloads.dropped();
         self.payloads.push(payload, limit);
         self.stats.payloads_dropped += self.payloads.dropped() - dropped;
