@@ -3,6 +3,12 @@
 //! API, prost messages plus tonic client and server code).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `meshd --version` names the optimisation level: `cargo bench` writes its speed-optimised
+    // build to the same target/release/meshd, and the real-process benches refuse it (its
+    // code is twice the size, and RSS counts code pages).
+    let opt_level = std::env::var("OPT_LEVEL").unwrap_or_else(|_| "unknown".into());
+    println!("cargo:rustc-env=MESHD_OPT_LEVEL={opt_level}");
+
     println!("cargo:rerun-if-changed=proto/mesh.proto");
     let descriptors = protox::compile(["proto/mesh.proto"], ["proto"])?;
     prost_build::Config::new().compile_fds(descriptors)?;

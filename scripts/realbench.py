@@ -10,7 +10,7 @@ Usage:
 Per run: node 0 (the seed) starts, then all N-1 joiners at once against it. Measured:
   convergence   last start -> every node lists all N ALIVE (max over nodes of each node's first
                 poll that showed it)
-  quiet window  CPU (utime+stime), RSS, UDP payload bytes sent (router_mesh_bytes_total
+  quiet window  CPU (scheduler run time of every thread), RSS, UDP payload bytes sent (router_mesh_bytes_total
                 {direction="sent"}, push-pull stream bytes included), false DOWN of live nodes
   crash         kill -9 of a random non-seed node -> first survivor showing it SUSPECTED/DOWN,
                 and -> every survivor showing it DOWN
@@ -37,7 +37,6 @@ import tempfile
 import time
 import urllib.request
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PHASE_DEADLINE = 120.0
 POOL = cf.ThreadPoolExecutor(max_workers=32)
 
@@ -135,10 +134,22 @@ def poll_until(nodes, check, deadline_s=PHASE_DEADLINE, path="/ha/status"):
     return done, longest, bool(pending)
 
 
-def proc_cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+def proc_cpu_seconds(pid):
+    """CPU time of every thread of `pid`, in seconds: the scheduler's nanosecond count
+    (/proc/PID/task/*/schedstat), since utime+stime come in 10 ms ticks and a quiet agent
+    earns about one tick in a 30 s window."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # the thread ended in between
+    return total / 1e9
 
 
 def proc_rss_kib(pid):
@@ -251,7 +262,7 @@ def one_run(binary, n, quiet_s, rng, crash_only, key=None):
             log(f"N={n}: quiet window {quiet_s:.0f} s")
             before_status = poll_until(everyone, lambda i, b, t: True)[0]
             m0 = metrics_all(everyone)
-            cpu0 = {i: proc_cpu_ticks(pids[i]) for i in everyone}
+            cpu0 = {i: proc_cpu_seconds(pids[i]) for i in everyone}
             t0 = time.monotonic()
             # a few status sweeps during the window, to catch a transient DOWN
             bad = set()
@@ -265,12 +276,12 @@ def one_run(binary, n, quiet_s, rng, crash_only, key=None):
                     return True
                 poll_until(everyone, alive_all, deadline_s=5)
             time.sleep(max(0.0, quiet_s - (time.monotonic() - t0)))
-            cpu1 = {i: proc_cpu_ticks(pids[i]) for i in everyone}
+            cpu1 = {i: proc_cpu_seconds(pids[i]) for i in everyone}
             t1 = time.monotonic()
             m1 = metrics_all(everyone)
             window = t1 - t0
             rss = [proc_rss_kib(pids[i]) / 1024 for i in everyone]
-            r["cpu"] = sum(cpu1[i] - cpu0[i] for i in everyone) / CLK_TCK / window / n
+            r["cpu"] = sum(cpu1[i] - cpu0[i] for i in everyone) / window / n
             r["rss_mib"] = statistics.median(rss)
             r["rss_max_mib"] = max(rss)
             key_b = 'meshd_udp_bytes_total{direction="sent",kind="swim"}'
@@ -393,6 +404,14 @@ def fmt(vals, key):
     return s
 
 
+def require_release_build(binary):
+    """Refuses a binary built by `cargo bench` (same path, speed-optimised, twice the code)."""
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    if "opt-level z" not in version:
+        sys.exit(f"{binary} says {version.strip()!r}, not the release profile's opt-level z "
+                 "(cargo bench overwrites target/release/meshd): run cargo build --release")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", default="100,200")
@@ -412,6 +431,7 @@ def main():
     binary = os.path.abspath(a.binary)
     if not os.access(binary, os.X_OK):
         sys.exit(f"no executable at {binary} (cargo build --release)")
+    require_release_build(binary)
     # limits: each agent needs a few fds in this process only while it is spawned
     import resource
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -153,20 +153,20 @@ def prober(secs, targets, stop_at, sent):
 def window_stats(c, nodes, seconds, during=None):
     pids = {i: c.procs[i].pid for i in nodes}
     m0 = rb.metrics_all(nodes)
-    cpu0 = {i: rb.proc_cpu_ticks(pids[i]) for i in nodes}
+    cpu0 = {i: rb.proc_cpu_seconds(pids[i]) for i in nodes}
     t0 = time.monotonic()
     if during:
         during()
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
     live = [i for i in nodes if c.procs[i].poll() is None]
-    cpu1 = {i: rb.proc_cpu_ticks(pids[i]) for i in live}
+    cpu1 = {i: rb.proc_cpu_seconds(pids[i]) for i in live}
     window = time.monotonic() - t0
     m1 = rb.metrics_all(live)
     keys = ['meshd_udp_bytes_total{direction="sent",kind="swim"}',
             'meshd_udp_bytes_total{direction="sent",kind="quic"}']
     ok = [i for i in live if m0.get(i) and m1.get(i)]
     sent = sum(m1[i].get(k, 0) - m0[i].get(k, 0) for i in ok for k in keys) / window / max(1, len(ok))
-    cpu = sum(cpu1[i] - cpu0[i] for i in live) / rb.CLK_TCK / window / max(1, len(live))
+    cpu = sum(cpu1[i] - cpu0[i] for i in live) / window / max(1, len(live))
     rss = statistics.median(rb.proc_rss_kib(pids[i]) / 1024 for i in live)
     return {"cpu": cpu, "udp_bytes": sent, "rss_mib": rss, "window": window}
 
@@ -294,6 +294,7 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--encrypt", action="store_true")
     args = ap.parse_args()
+    rb.require_release_build(os.path.abspath(args.binary))
     rng = random.Random(args.seed)
     r = run(args, rng)
     f = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731

@@ -35,9 +35,17 @@ const EXIT_USAGE: u8 = 2;
 /// Exit status for failures while running (bind errors, crashed tasks).
 const EXIT_FAILURE: u8 = 1;
 
+/// The version with the optimisation level it was built with (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (opt-level ",
+    env!("MESHD_OPT_LEVEL"),
+    ")"
+);
+
 /// meshd: SWIM gossip membership daemon.
 #[derive(Debug, Parser)]
-#[command(name = "meshd", version, about)]
+#[command(name = "meshd", version = VERSION, about)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
