@@ -187,6 +187,12 @@ fn bad_writes_get_clear_errors_and_change_nothing() {
             "store name contains ' '",
         ),
         (
+            400,
+            node.send("POST", "/ha/stores/kv/a%bF/incr", Some(&json!({"by": 1})))
+                .expect("answered"),
+            "bad path: Invalid URL",
+        ),
+        (
             404,
             node.get("/ha/stores/kv/nope").expect("answered"),
             "no key",

@@ -1,8 +1,11 @@
 //! JSON errors and the fallbacks for unknown paths and wrong methods.
 
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// An error answered as `{"error": message}` with `status`.
@@ -38,6 +41,30 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response()
+    }
+}
+
+/// Path parameters, like axum's `Path`, but a path that does not decode (e.g. a percent
+/// escape that is not UTF-8) is answered with a JSON error like every other error, not
+/// axum's plain text.
+#[derive(Debug)]
+pub struct PathOf<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathOf<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathOf(value)),
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                format!("bad path: {}", rejection.body_text()),
+            )),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use crate::runtime::replication::StoreEvent;
 use crate::runtime::{Command, Snapshot};
 
 pub use auth::Access;
-pub use error::{body_of, ApiError};
+pub use error::{body_of, ApiError, PathOf};
 pub use server::ServerCounters;
 
 /// Largest request body accepted: a store value of the largest size the limits allow (64 KiB)

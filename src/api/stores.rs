@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::store_watch::{self, WatchItem};
-use super::{body_of, ApiError, ApiState};
+use super::{body_of, ApiError, ApiState, PathOf};
 use crate::runtime::replication::{StoreAnswer, StoreQuery, StoreWriteError};
 use crate::runtime::Command;
 use crate::store::{EntryView, Kind, Op, StoreSummary, Value, WriteError, Written};
@@ -105,7 +105,7 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<StoresBody>, Api
 /// `GET /ha/stores/{store}`.
 pub async fn entries(
     State(state): State<ApiState>,
-    Path(store): Path<String>,
+    PathOf(store): PathOf<String>,
 ) -> Result<Json<EntriesBody>, ApiError> {
     let (kind, entries) = store_entries(&state, &store).await?;
     Ok(Json(EntriesBody {
@@ -118,7 +118,7 @@ pub async fn entries(
 /// `GET /ha/stores/{store}/{key}`.
 pub async fn get(
     State(state): State<ApiState>,
-    Path((store, key)): Path<(String, String)>,
+    PathOf((store, key)): PathOf<(String, String)>,
 ) -> Result<Json<EntryBody>, ApiError> {
     match read(&state, StoreQuery::Get(store.clone(), key.clone())).await? {
         StoreAnswer::Get(Some(view)) => Ok(Json(entry_body(view))),
@@ -129,7 +129,7 @@ pub async fn get(
 /// `PUT /ha/stores/{store}/{key}` with `{"value": …}` (an `lww` store).
 pub async fn put(
     State(state): State<ApiState>,
-    Path((store, key)): Path<(String, String)>,
+    PathOf((store, key)): PathOf<(String, String)>,
     body: Result<Json<PutBody>, JsonRejection>,
 ) -> Result<Json<EntryBody>, ApiError> {
     let body = body_of(&state, body, "{\"value\": <any JSON>}")?;
@@ -140,7 +140,7 @@ pub async fn put(
 /// `POST /ha/stores/{store}/{key}/incr` with `{"by": n}` (a `counter` store).
 pub async fn incr(
     State(state): State<ApiState>,
-    Path((store, key)): Path<(String, String)>,
+    PathOf((store, key)): PathOf<(String, String)>,
     body: Result<Json<IncrBody>, JsonRejection>,
 ) -> Result<Json<EntryBody>, ApiError> {
     let body = body_of(&state, body, "{\"by\": <integer>}")?;
@@ -150,7 +150,7 @@ pub async fn incr(
 /// `POST /ha/stores/{store}/{key}/add` with `{"member": "…"}` (a `set` store).
 pub async fn add(
     State(state): State<ApiState>,
-    Path((store, key)): Path<(String, String)>,
+    PathOf((store, key)): PathOf<(String, String)>,
     body: Result<Json<MemberBody>, JsonRejection>,
 ) -> Result<Json<EntryBody>, ApiError> {
     let body = body_of(&state, body, "{\"member\": \"<string>\"}")?;
@@ -160,7 +160,7 @@ pub async fn add(
 /// `POST /ha/stores/{store}/{key}/remove` with `{"member": "…"}` (a `set` store).
 pub async fn remove(
     State(state): State<ApiState>,
-    Path((store, key)): Path<(String, String)>,
+    PathOf((store, key)): PathOf<(String, String)>,
     body: Result<Json<MemberBody>, JsonRejection>,
 ) -> Result<Json<EntryBody>, ApiError> {
     let body = body_of(&state, body, "{\"member\": \"<string>\"}")?;
@@ -170,7 +170,7 @@ pub async fn remove(
 /// `DELETE /ha/stores/{store}/{key}`: answers `{"key", "deleted": true, "version"}`.
 pub async fn delete(
     State(state): State<ApiState>,
-    Path((store, key)): Path<(String, String)>,
+    PathOf((store, key)): PathOf<(String, String)>,
 ) -> Result<Json<Json_>, ApiError> {
     let view = apply(&state, store, key, Op::Delete).await?;
     Ok(Json(serde_json::json!({
@@ -186,7 +186,7 @@ pub async fn delete(
 /// behind gets a new `snapshot` with `"resync": true`.
 pub async fn watch(
     State(state): State<ApiState>,
-    Path(store): Path<String>,
+    PathOf(store): PathOf<String>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel(store_watch::WATCH_QUEUE);
     tokio::spawn(store_watch::forward(
