@@ -201,7 +201,9 @@ impl Trust {
             return Ok(bytes);
         };
         let opened = keyring.open(&self.label, unix_seconds(), &bytes)?;
-        if self.spoken.get(&from) != Some(&opened.key) {
+        // Only the sender's own choice says which key it holds best: a reply in kind is our
+        // key echoed back.
+        if !opened.in_kind && self.spoken.get(&from) != Some(&opened.key) {
             if self.spoken.len() >= MAX_SPOKEN {
                 self.spoken.clear();
             }
@@ -431,6 +433,32 @@ mod tests {
         assert!(
             trust(&[2]).open(addr(1), reply).is_ok(),
             "sealed with key 2 now"
+        );
+    }
+
+    #[test]
+    fn replies_in_kind_do_not_keep_an_old_key_between_two_holders_of_the_new_one() {
+        // a uses key 2; c came back holding key 1 only and spoke it, so a answers in key 1.
+        let mut a = trust(&[2, 1]);
+        let from_c = trust(&[1]).seal(addr(1), b"\x01ping".to_vec());
+        assert!(a.open(addr(3), from_c).is_ok());
+        let in_kind = a.seal(addr(3), b"\x01ack".to_vec());
+        assert_eq!(in_kind[0], crate::seal::SEALED_IN_KIND);
+        // c then takes the new keyring. a's reply in key 1 is not c's cue to keep key 1...
+        let mut c = trust(&[2, 1]);
+        assert!(c.open(addr(1), in_kind).is_ok());
+        let from_c = c.seal(addr(1), b"\x01ping".to_vec());
+        assert_eq!(
+            from_c[0],
+            crate::seal::SEALED_VERSION,
+            "c speaks its primary"
+        );
+        // ...so both are on key 2 at once, and removing key 1 later loses nothing.
+        assert!(a.open(addr(3), from_c).is_ok());
+        let reply = a.seal(addr(3), b"\x01ack".to_vec());
+        assert!(
+            trust(&[2]).open(addr(1), reply).is_ok(),
+            "a answers in key 2"
         );
     }
 

@@ -8,7 +8,8 @@
 //! byte; the header byte and the cluster label are associated data, so a datagram of another
 //! cluster (another label) does not open even under the same key. Opening
 //! tries every installed key, so members that share at least one key always understand each
-//! other while a new key is being rolled out.
+//! other while a new key is being rolled out. A datagram sealed under another key than the
+//! sender's primary starts with [`SEALED_IN_KIND`] instead (authenticated like the rest).
 //!
 //! Replays: a datagram older than [`REPLAY_WINDOW_SECS`] (by the receiver's clock, which must
 //! be within that of the sender's) does not open. Within the window a replayed fact is stale
@@ -32,6 +33,12 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 /// [`crate::swim::codec::WIRE_VERSION`], so a node without a key drops sealed datagrams as an
 /// unknown version and a node with one can tell plain datagrams apart.
 pub const SEALED_VERSION: u8 = 0x02;
+
+/// Header byte of a datagram sealed, not under the sender's primary key, but in the key the
+/// receiver last spoke (a peer a rotation has not reached yet). The receiver does not take it
+/// as the sender's choice: two members that both answered in the key the other spoke would
+/// otherwise keep an old key between them forever, and lose datagrams when it is removed.
+pub const SEALED_IN_KIND: u8 = 0x03;
 /// Bytes of the send time (seconds since the Unix epoch, big-endian): the nonce's first part.
 pub const STAMP_BYTES: usize = 4;
 /// Random bytes of the nonce, drawn fresh for each sealed datagram: the nonce's second part.
@@ -221,6 +228,8 @@ pub struct Opened {
     pub plain: Vec<u8>,
     /// The key it was sealed with.
     pub key: KeyId,
+    /// Sealed in the key we last spoke rather than the sender's primary ([`SEALED_IN_KIND`]).
+    pub in_kind: bool,
 }
 
 impl fmt::Debug for Keyring {
@@ -317,7 +326,7 @@ impl Keyring {
         nonce: [u8; NONCE_BYTES],
         datagram: &[u8],
     ) -> Vec<u8> {
-        self.seal_with(self.cipher_for(None), label, now, nonce, datagram)
+        self.seal_with(0, label, now, nonce, datagram)
     }
 
     /// Like [`Keyring::seal`], under the installed key `key` instead of the primary (the
@@ -331,34 +340,33 @@ impl Keyring {
         nonce: [u8; NONCE_BYTES],
         datagram: &[u8],
     ) -> Vec<u8> {
-        self.seal_with(self.cipher_for(Some(key)), label, now, nonce, datagram)
+        let index = self.ids.iter().position(|id| id == key).unwrap_or(0);
+        self.seal_with(index, label, now, nonce, datagram)
     }
 
-    /// The cipher of the installed key `key`, or of the primary.
-    fn cipher_for(&self, key: Option<&KeyId>) -> Option<&ChaCha20Poly1305> {
-        let index = key
-            .and_then(|k| self.ids.iter().position(|id| id == k))
-            .unwrap_or(0);
-        self.ciphers.get(index)
-    }
-
+    /// Seals under the key at `index` (0 is the primary), headed by the byte saying which.
     fn seal_with(
         &self,
-        cipher: Option<&ChaCha20Poly1305>,
+        index: usize,
         label: &[u8],
         now: u32,
         nonce: [u8; NONCE_BYTES],
         datagram: &[u8],
     ) -> Vec<u8> {
-        let Some(cipher) = cipher else {
+        let Some(cipher) = self.ciphers.get(index) else {
             return Vec::new();
         };
+        let header = if index == 0 {
+            SEALED_VERSION
+        } else {
+            SEALED_IN_KIND
+        };
         let mut out = Vec::with_capacity(datagram.len() + OVERHEAD);
-        out.push(SEALED_VERSION);
+        out.push(header);
         out.extend_from_slice(&now.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(datagram);
-        let aad = associated_data(label);
+        let aad = associated_data(header, label);
         let nonce = aead_nonce(now, &nonce);
         let body = &mut out[1 + STAMP_BYTES + NONCE_BYTES..];
         // ChaCha20-Poly1305 refuses only messages of more than 256 GiB.
@@ -375,7 +383,7 @@ impl Keyring {
         let Some((&version, rest)) = sealed.split_first() else {
             return Err(OpenError::NotSealed);
         };
-        if version != SEALED_VERSION {
+        if version != SEALED_VERSION && version != SEALED_IN_KIND {
             return Err(OpenError::NotSealed);
         }
         if rest.len() < STAMP_BYTES + NONCE_BYTES + TAG_BYTES {
@@ -388,7 +396,7 @@ impl Keyring {
         let random: [u8; NONCE_BYTES] = random.try_into().map_err(|_| OpenError::Truncated)?;
         let nonce = aead_nonce(sent, &random);
         let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated)?;
-        let aad = associated_data(label);
+        let aad = associated_data(version, label);
         let mut plain = vec![0u8; body.len()];
         for (cipher, id) in self.ciphers.iter().zip(&self.ids) {
             plain.copy_from_slice(body);
@@ -399,7 +407,11 @@ impl Keyring {
                 if skew.unsigned_abs() > u64::from(REPLAY_WINDOW_SECS) {
                     return Err(OpenError::Stale(skew));
                 }
-                return Ok(Opened { plain, key: *id });
+                return Ok(Opened {
+                    plain,
+                    key: *id,
+                    in_kind: version == SEALED_IN_KIND,
+                });
             }
         }
         Err(OpenError::Unauthenticated)
@@ -408,9 +420,9 @@ impl Keyring {
 
 /// The header byte and the label: what a sealed datagram authenticates besides its body (and
 /// its send time, which is part of the nonce).
-fn associated_data(label: &[u8]) -> Vec<u8> {
+fn associated_data(header: u8, label: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(1 + label.len());
-    aad.push(SEALED_VERSION);
+    aad.push(header);
     aad.extend_from_slice(label);
     aad
 }
