@@ -11,7 +11,9 @@
 //! - anti-entropy after a heal: the cluster is cut into halves, D keys (10, 100, 1,000) are
 //!   written on one side, the cut heals; the time until every replica is equal and the bytes
 //!   of the anti-entropy exchanges (`meshd_store_sync_bytes`, both ends halved) against the
-//!   bytes that differ (each key's size times the nodes that lack it at the heal).
+//!   bytes that differ (each key's size times the nodes that lack it at the heal). From
+//!   N = 5,000 only when `MESHD_BENCH_DIFFERING` names the D values (`10` for one small heal).
+//!   `MESHD_BENCH_WRITES=0` skips the write phases.
 //!
 //! Every run is seeded and reproducible. Progress goes to stderr, the table to stdout.
 
@@ -244,7 +246,7 @@ fn main() {
             "MESHD_BENCH_WRITES",
             &[if n >= BIG_N { WRITES_BIG } else { WRITES }],
         )[0];
-        for &loss in &losses {
+        for &loss in losses.iter().filter(|_| writes > 0) {
             eprintln!("N={n}: {writes} writes at {loss} % loss");
             let row = write_phase(n, loss as f64 / 100.0, writes);
             eprintln!(
@@ -255,16 +257,18 @@ fn main() {
             );
             writes_rows.push(row);
         }
-        if n < BIG_N {
-            for d in DIFFERING {
-                eprintln!("N={n}: cut, {d} keys written on one side, heal");
-                let row = heal_phase(n, d);
-                eprintln!(
-                    "N={n} D={d}: settled {:?} s after healing; {:.0} B exchanged for {:.0} B differing",
-                    row.settled, row.sync_bytes, row.differing_bytes
-                );
-                heal_rows.push(row);
-            }
+        let differing = env_list(
+            "MESHD_BENCH_DIFFERING",
+            if n < BIG_N { &DIFFERING } else { &[] },
+        );
+        for d in differing {
+            eprintln!("N={n}: cut, {d} keys written on one side, heal");
+            let row = heal_phase(n, d);
+            eprintln!(
+                "N={n} D={d}: settled {:?} s after healing; {:.0} B exchanged for {:.0} B differing",
+                row.settled, row.sync_bytes, row.differing_bytes
+            );
+            heal_rows.push(row);
         }
     }
     println!("\n| N | loss | writes | write → visible everywhere p50 / p99 | everywhere within 1 s | bytes per write per node |");
