@@ -246,7 +246,8 @@ fn main() {
             "MESHD_BENCH_WRITES",
             &[if n >= BIG_N { WRITES_BIG } else { WRITES }],
         )[0];
-        for &loss in losses.iter().filter(|_| writes > 0) {
+        let losses = if writes == 0 { &[][..] } else { &losses[..] };
+        for &loss in losses {
             eprintln!("N={n}: {writes} writes at {loss} % loss");
             let row = write_phase(n, loss as f64 / 100.0, writes);
             eprintln!(

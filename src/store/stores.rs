@@ -12,7 +12,8 @@ use super::limits::{over, Bound, StoreLimitError, StoreLimits};
 use super::table::{self, Table};
 use crate::wire;
 
-/// After an exchange that changed something, the next comes this soon (ms).
+/// After a member held DOWN comes back, the next exchange comes this soon (ms), and exchanges
+/// with returning members are this far apart.
 const SYNC_SOON_MS: u64 = 1_000;
 
 /// The knobs of the stores.
@@ -577,9 +578,11 @@ impl Stores {
         true
     }
 
-    /// Brings the next anti-entropy exchange forward to within [`SYNC_SOON_MS`]: news may wait
-    /// (an exchange just brought some, or a member held DOWN is back: a partition healed).
-    pub fn sync_soon(&mut self, now_ms: u64) {
+    /// Brings the next anti-entropy exchange forward to within [`SYNC_SOON_MS`]: a member held
+    /// DOWN is back, so a partition may have healed. (An exchange that brought news does not:
+    /// under a steady write load every exchange finds writes still in flight, and exchanges one
+    /// after the other would chase them.)
+    fn sync_soon(&mut self, now_ms: u64) {
         let soon = now_ms + SYNC_SOON_MS.min(self.config.sync_interval_ms);
         self.next_sync_at = self.next_sync_at.min(soon);
     }

@@ -113,12 +113,12 @@ impl Stores {
             Step::Hashes(mut hashes) => {
                 let entries = std::mem::take(&mut hashes.entries);
                 let answer = self.entries_differing(&hashes);
-                self.merge_synced(now_ms, entries);
+                self.merge_wire(now_ms, entries);
                 Step::Push(answer)
             }
             Step::Push(push) => {
                 let answer = self.entries_wanted(&push.want);
-                self.merge_synced(now_ms, push.entries);
+                self.merge_wire(now_ms, push.entries);
                 Step::Push(answer)
             }
             Step::Buckets(_) => return Err(MessageError::Malformed),
@@ -145,7 +145,7 @@ impl Stores {
                 worth_sending.then_some(Step::Hashes(hashes))
             }
             Step::Push(push) => {
-                self.merge_synced(now_ms, push.entries);
+                self.merge_wire(now_ms, push.entries);
                 (!push.want.is_empty()).then(|| Step::Push(self.entries_wanted(&push.want)))
             }
             Step::Roots(_) | Step::Hashes(_) => return Err(MessageError::Malformed),
@@ -154,14 +154,6 @@ impl Stores {
             self.sync_started_ms = None;
         }
         Ok(next.map(|step| self.sent(codec::encode_sync(step))))
-    }
-
-    /// Merges entries an exchange brought. (An exchange that brought news does not bring the
-    /// next one forward: under a steady write load every exchange finds writes still in flight,
-    /// and exchanges one after the other would chase them; a healed partition is repaired by
-    /// the exchanges with members back from DOWN.)
-    fn merge_synced(&mut self, now_ms: u64, entries: Vec<wire::StoreEntry>) {
-        self.merge_wire(now_ms, entries);
     }
 
     fn sent(&mut self, message: Vec<u8>) -> Vec<u8> {

@@ -25,8 +25,6 @@ pub fn payload_field_len(len: usize) -> usize {
 struct Entry {
     bytes: Vec<u8>,
     transmits: u32,
-    /// Transmissions after which it leaves the queue.
-    limit: u32,
 }
 
 /// Sort key: fewest transmits first, then the newest.
@@ -42,9 +40,8 @@ pub struct PayloadQueue {
 }
 
 impl PayloadQueue {
-    /// Queues `bytes` to be sent up to `limit` times; drops the most-sent payload if the queue
-    /// is full.
-    pub fn push(&mut self, bytes: Vec<u8>, limit: u32) {
+    /// Queues `bytes`; drops the most-sent payload if the queue is full.
+    pub fn push(&mut self, bytes: Vec<u8>) {
         if self.entries.len() >= MAX_QUEUED_PAYLOADS {
             if let Some(last) = self.order.pop_last() {
                 self.entries.remove(&last.1 .0);
@@ -58,7 +55,6 @@ impl PayloadQueue {
             Entry {
                 bytes,
                 transmits: 0,
-                limit: limit.max(1),
             },
         );
     }
@@ -79,8 +75,8 @@ impl PayloadQueue {
     }
 
     /// Takes payloads whose fields fit in `budget` bytes, least-sent first; each counts one
-    /// transmission and leaves the queue once sent as often as its limit says.
-    pub fn fill(&mut self, budget: usize) -> Vec<Vec<u8>> {
+    /// transmission and leaves the queue once sent `limit` times.
+    pub fn fill(&mut self, budget: usize, limit: u32) -> Vec<Vec<u8>> {
         let mut left = budget;
         let mut picked = Vec::new();
         for key in &self.order {
@@ -105,7 +101,7 @@ impl PayloadQueue {
             };
             entry.transmits += 1;
             out.push(entry.bytes.clone());
-            if entry.transmits >= entry.limit {
+            if entry.transmits >= limit {
                 self.entries.remove(&id);
             } else {
                 self.order.insert((entry.transmits, key.1));
@@ -125,35 +121,37 @@ mod tests {
     #[test]
     fn least_sent_first_up_to_the_limit_within_the_budget() {
         let mut q = PayloadQueue::default();
-        q.push(vec![1; 500], 2);
-        q.push(vec![2; 500], 2);
-        q.push(vec![3; 500], 2);
+        q.push(vec![1; 500]);
+        q.push(vec![2; 500]);
+        q.push(vec![3; 500]);
         // Newest first among the unsent; the budget takes two.
-        let first: Vec<u8> = q.fill(1100).iter().map(|p| p[0]).collect();
+        let first: Vec<u8> = q.fill(1100, 2).iter().map(|p| p[0]).collect();
         assert_eq!(first, [3, 2]);
         // The unsent one now leads, then the least sent.
-        let second: Vec<u8> = q.fill(1100).iter().map(|p| p[0]).collect();
+        let second: Vec<u8> = q.fill(1100, 2).iter().map(|p| p[0]).collect();
         assert_eq!(second, [1, 3]);
-        let third: Vec<u8> = q.fill(1100).iter().map(|p| p[0]).collect();
+        let third: Vec<u8> = q.fill(1100, 2).iter().map(|p| p[0]).collect();
         assert_eq!(third, [2, 1]);
         assert!(q.is_empty(), "each sent twice: gone");
-        assert!(q.fill(1100).is_empty());
-        q.push(vec![4; 10], 1);
-        assert_eq!(q.fill(100).len(), 1);
+        assert!(q.fill(1100, 2).is_empty());
+        q.push(vec![4; 10]);
+        assert_eq!(q.fill(100, 1).len(), 1);
         assert!(q.is_empty(), "a limit of one: sent once");
     }
 
     #[test]
     fn a_full_queue_drops_the_most_sent() {
         let mut q = PayloadQueue::default();
-        q.push(vec![0], 10);
-        q.fill(100);
+        q.push(vec![0]);
+        q.fill(100, 10);
         for i in 1..=MAX_QUEUED_PAYLOADS {
-            q.push(i.to_le_bytes().to_vec(), 10);
+            q.push(i.to_le_bytes().to_vec());
         }
         assert_eq!(q.len(), MAX_QUEUED_PAYLOADS);
         assert_eq!(q.dropped(), 1);
-        let all: Vec<Vec<u8>> = (0..MAX_QUEUED_PAYLOADS).flat_map(|_| q.fill(100)).collect();
+        let all: Vec<Vec<u8>> = (0..MAX_QUEUED_PAYLOADS)
+            .flat_map(|_| q.fill(100, 1))
+            .collect();
         assert!(!all.contains(&vec![0]), "the one already sent was dropped");
     }
 }

@@ -413,9 +413,8 @@ impl Swim {
                 self.send(*addr, Some(name), None, Piggyback::Payload(&payload));
             }
         }
-        let limit = retransmit_limit(self.config.retransmit_mult, self.members.live_count());
         let dropped = self.payloads.dropped();
-        self.payloads.push(payload, limit);
+        self.payloads.push(payload);
         self.stats.payloads_dropped += self.payloads.dropped() - dropped;
         self.wake_gossip(now);
         true
@@ -629,7 +628,7 @@ impl Swim {
                 .sum();
             env.updates.extend(updates);
             env.payloads
-                .extend(self.payloads.fill(budget.saturating_sub(used)));
+                .extend(self.payloads.fill(budget.saturating_sub(used), limit));
         }
         if env.body.is_none() && env.updates.is_empty() && env.payloads.is_empty() {
             return 0;
