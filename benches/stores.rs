@@ -65,7 +65,22 @@ fn cluster(seed: u64, n: usize, loss: f64) -> Sim {
     }
     sim.run_for(Duration::from_secs(2), |_| {});
     sim.take_store_changes();
+    let (rss, peak) = memory_mib();
+    eprintln!("N={n}: cluster up, {rss} MiB resident ({peak} MiB peak)");
     sim
+}
+
+/// This process's resident and peak memory in MiB, for the progress lines (Linux; 0 elsewhere).
+fn memory_mib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -252,9 +267,9 @@ fn main() {
             let row = write_phase(n, loss as f64 / 100.0, writes);
             eprintln!(
                 "N={n} loss {loss} %: p50 {:.3} s p99 {:.3} s, {} of {} everywhere ({} within 1 s), \
-                 {:.0} B per write per node ({:.0} wall s)",
+                 {:.0} B per write per node ({:.0} wall s, {} MiB peak)",
                 row.p50, row.p99, row.everywhere, row.writes, row.within_1s,
-                row.bytes_per_write_per_node, row.wall
+                row.bytes_per_write_per_node, row.wall, memory_mib().1
             );
             writes_rows.push(row);
         }
@@ -266,8 +281,9 @@ fn main() {
             eprintln!("N={n}: cut, {d} keys written on one side, heal");
             let row = heal_phase(n, d);
             eprintln!(
-                "N={n} D={d}: settled {:?} s after healing; {:.0} B exchanged for {:.0} B differing",
-                row.settled, row.sync_bytes, row.differing_bytes
+                "N={n} D={d}: settled {:?} s after healing; {:.0} B exchanged for {:.0} B differing \
+                 ({} MiB peak)",
+                row.settled, row.sync_bytes, row.differing_bytes, memory_mib().1
             );
             heal_rows.push(row);
         }

@@ -1,8 +1,13 @@
 //! Dissemination queue: at most one pending update per member, sent least-transmitted first
 //! (newest first among equals), each up to a retransmit limit, packed into a byte budget.
+//!
+//! Updates wait encoded: after a partition every node queues one update per member on the
+//! other side, and a 10,000-node simulation holds 10^8 of them at once, so an entry is its
+//! wire bytes and one shared name rather than a decoded message with five strings.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use prost::Message;
 
@@ -14,20 +19,30 @@ const MAX_SKIPPED: usize = 32;
 
 #[derive(Clone, Debug)]
 struct Entry {
-    update: wire::MemberUpdate,
-    /// Bytes the update adds to an envelope (tag and length prefix included).
-    field_len: usize,
+    /// The update as it goes on the wire (a `MemberUpdate` message).
+    encoded: Box<[u8]>,
     transmits: u32,
     id: u64,
 }
 
+impl Entry {
+    /// Bytes the update adds to an envelope (tag and length prefix included).
+    fn field_len(&self) -> usize {
+        update_field_len(self.encoded.len())
+    }
+
+    fn decode(&self) -> Option<wire::MemberUpdate> {
+        wire::MemberUpdate::decode(&*self.encoded).ok()
+    }
+}
+
 /// Sort key: fewest transmits first, then the newest.
-type Key = (u32, Reverse<u64>, String);
+type Key = (u32, Reverse<u64>, Arc<str>);
 
 /// Pending updates, keyed by member name.
 #[derive(Clone, Debug, Default)]
 pub struct BroadcastQueue {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Arc<str>, Entry>,
     order: BTreeSet<Key>,
     next_id: u64,
 }
@@ -37,22 +52,20 @@ impl BroadcastQueue {
     pub fn push(&mut self, update: wire::MemberUpdate) {
         self.remove(&update.name);
         self.next_id += 1;
+        let name: Arc<str> = Arc::from(update.name.as_str());
         let entry = Entry {
-            field_len: update_field_len(update.encoded_len()),
-            update,
+            encoded: update.encode_to_vec().into_boxed_slice(),
             transmits: 0,
             id: self.next_id,
         };
-        self.order
-            .insert((0, Reverse(entry.id), entry.update.name.clone()));
-        self.entries.insert(entry.update.name.clone(), entry);
+        self.order.insert((0, Reverse(entry.id), name.clone()));
+        self.entries.insert(name, entry);
     }
 
     /// Drops the pending update about `name`, if any.
     pub fn remove(&mut self, name: &str) {
-        if let Some(old) = self.entries.remove(name) {
-            self.order
-                .remove(&(old.transmits, Reverse(old.id), old.update.name));
+        if let Some((name, old)) = self.entries.remove_entry(name) {
+            self.order.remove(&(old.transmits, Reverse(old.id), name));
             self.shrink();
         }
     }
@@ -67,9 +80,14 @@ impl BroadcastQueue {
         self.entries.is_empty()
     }
 
+    /// True when an update about `name` is pending.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
     /// The pending update about `name`, if any.
-    pub fn get(&self, name: &str) -> Option<&wire::MemberUpdate> {
-        self.entries.get(name).map(|e| &e.update)
+    pub fn get(&self, name: &str) -> Option<wire::MemberUpdate> {
+        self.entries.get(name).and_then(Entry::decode)
     }
 
     /// Takes updates whose fields fit in `budget` bytes: the one about `first` (buddy system)
@@ -83,14 +101,10 @@ impl BroadcastQueue {
     ) -> Vec<wire::MemberUpdate> {
         let mut picked: Vec<Key> = Vec::new();
         let mut left = budget;
-        if let Some(entry) = first.and_then(|name| self.entries.get(name)) {
-            if entry.field_len <= left {
-                left -= entry.field_len;
-                picked.push((
-                    entry.transmits,
-                    Reverse(entry.id),
-                    entry.update.name.clone(),
-                ));
+        if let Some((name, entry)) = first.and_then(|name| self.entries.get_key_value(name)) {
+            if entry.field_len() <= left {
+                left -= entry.field_len();
+                picked.push((entry.transmits, Reverse(entry.id), name.clone()));
             }
         }
         let mut skipped = 0;
@@ -98,14 +112,14 @@ impl BroadcastQueue {
             if skipped >= MAX_SKIPPED || left == 0 {
                 break;
             }
-            if Some(key.2.as_str()) == first {
+            if Some(&*key.2) == first {
                 continue;
             }
             let Some(entry) = self.entries.get(&key.2) else {
                 continue;
             };
-            if entry.field_len <= left {
-                left -= entry.field_len;
+            if entry.field_len() <= left {
+                left -= entry.field_len();
                 picked.push(key.clone());
             } else {
                 skipped += 1;
@@ -118,7 +132,8 @@ impl BroadcastQueue {
                 continue;
             };
             entry.transmits += 1;
-            out.push(entry.update.clone());
+            // Always decodes: the bytes are our own encoding.
+            out.extend(entry.decode());
             if entry.transmits >= limit {
                 self.entries.remove(&key.2);
             } else {

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The periodic timers of one node.
@@ -80,12 +81,12 @@ impl TimerTable {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Deadline {
     /// When a suspect's suspicion may have run out.
-    Suspicion(String),
+    Suspicion(Arc<str>),
     /// When to send a suspect our accusation directly, so it can correct us if we missed its
     /// refutation.
-    SuspicionCheck(String),
+    SuspicionCheck(Arc<str>),
     /// When a DOWN or LEAVING member may be forgotten.
-    Reap(String),
+    Reap(Arc<str>),
     /// When an indirect probe we serve (our seq) should be answered with a nack.
     IndirectProbe(u32),
 }

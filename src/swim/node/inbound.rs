@@ -247,7 +247,7 @@ impl Swim {
     /// Queues the (new) deadline of the suspicion of `name` and its next direct check.
     fn schedule_suspicion(&mut self, name: &str, deadline: Instant) {
         self.deadlines
-            .push(deadline, Deadline::Suspicion(name.to_owned()));
+            .push(deadline, Deadline::Suspicion(self.shared_name(name)));
         let check = self
             .members
             .get(name)
@@ -255,7 +255,7 @@ impl Swim {
             .and_then(|s| s.check_at());
         if let Some(at) = check {
             self.deadlines
-                .push(at, Deadline::SuspicionCheck(name.to_owned()));
+                .push(at, Deadline::SuspicionCheck(self.shared_name(name)));
         }
     }
 
@@ -393,8 +393,10 @@ impl Swim {
                 self.schedule_suspicion(&u.name, deadline);
             }
             MemberState::Down | MemberState::Leaving => {
-                self.deadlines
-                    .push(now + self.config.retention, Deadline::Reap(u.name.clone()));
+                self.deadlines.push(
+                    now + self.config.retention,
+                    Deadline::Reap(self.shared_name(&u.name)),
+                );
             }
             MemberState::Alive | MemberState::Init => {}
         }

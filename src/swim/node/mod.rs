@@ -220,6 +220,14 @@ impl Swim {
         self.start_timers(now);
     }
 
+    /// The member's own copy of `name` (shared, not copied) for queues that outlive a call;
+    /// a fresh one if the member is unknown.
+    pub(super) fn shared_name(&self, name: &str) -> Arc<str> {
+        self.members
+            .get(name)
+            .map_or_else(|| Arc::from(name), |m| m.name.clone())
+    }
+
     /// Encodes this node's full member table as a `PushPull` message to send to a peer.
     /// While INIT, the message is marked `join` and lists this node as ALIVE.
     pub fn push_pull_payload(&self) -> Vec<u8> {

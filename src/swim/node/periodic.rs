@@ -108,7 +108,7 @@ impl Swim {
         // queued fact stays queued for everyone else: a suspicion must spread, not only reach
         // the suspect.
         let piggyback = match accusation {
-            Some(fact) if self.broadcasts.get(&name).is_none() => Piggyback::first(vec![fact]),
+            Some(fact) if !self.broadcasts.contains(&name) => Piggyback::first(vec![fact]),
             _ => Piggyback::queue(Some(&name)),
         };
         self.send(addr, Some(&name), Some(body), piggyback);
@@ -305,8 +305,10 @@ impl Swim {
             // Every survivor should stop routing to it now, not when gossip gets round.
             self.announce(&down, self.config.announce_fanout);
         }
-        self.deadlines
-            .push(now + self.config.retention, Deadline::Reap(name.to_owned()));
+        self.deadlines.push(
+            now + self.config.retention,
+            Deadline::Reap(self.shared_name(name)),
+        );
     }
 
     /// Sends a suspect our accusation directly when a check is due (see
@@ -322,7 +324,7 @@ impl Swim {
         self.tell_suspect(name);
         if let Some(at) = next {
             self.deadlines
-                .push(at, Deadline::SuspicionCheck(name.to_owned()));
+                .push(at, Deadline::SuspicionCheck(self.shared_name(name)));
         }
     }
 
