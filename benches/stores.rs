@@ -8,8 +8,10 @@
 //!   p99, and how many were everywhere within 1 s), and the bytes every node sent per write
 //!   (all simulated traffic during the writes, minus a quiet window of the same length,
 //!   divided by writes and nodes);
-//! - anti-entropy after a heal: the cluster is cut into halves, D keys (10, 100, 1,000) are
-//!   written on one side, the cut heals; the time until every replica is equal and the bytes
+//! - anti-entropy after a heal: the cluster is cut in two, D keys (10, 100, 1,000) are
+//!   written on one side, the cut heals (halves; `MESHD_BENCH_CUT=5` cuts 5 % of the nodes
+//!   from the rest and writes there: each node suspects every node across the cut, so a
+//!   cut costs memory in proportion to the pairs it separates); the time until every replica is equal and the bytes
 //!   of the anti-entropy exchanges (`meshd_store_sync_bytes`, both ends halved) against the
 //!   bytes that differ (each key's size times the nodes that lack it at the heal). From
 //!   N = 5,000 only when `MESHD_BENCH_DIFFERING` names the D values (`10` for one small heal).
@@ -189,10 +191,11 @@ fn all_equal(sim: &Sim) -> bool {
     (1..sim.len()).all(|i| roots(i) == first)
 }
 
-fn heal_phase(n: usize, differing: usize) -> HealRow {
+fn heal_phase(n: usize, differing: usize, cut_percent: usize) -> HealRow {
     let mut sim = cluster(SEED + differing as u64, n, 0.0);
-    let a: Vec<usize> = (0..n / 2).collect();
-    let b: Vec<usize> = (n / 2..n).collect();
+    let cut = (n * cut_percent / 100).clamp(1, n - 1);
+    let a: Vec<usize> = (0..cut).collect();
+    let b: Vec<usize> = (cut..n).collect();
     sim.partition(&[&a, &b]);
     let mut entry_bytes = 0usize;
     for k in 0..differing {
@@ -254,6 +257,7 @@ fn main() {
         args
     };
     let losses = env_list("MESHD_BENCH_LOSS", &[0, 5, 10]);
+    let cut_percent = env_list("MESHD_BENCH_CUT", &[50])[0].clamp(1, 99);
     let mut writes_rows = Vec::new();
     let mut heal_rows = Vec::new();
     for &n in &sizes {
@@ -278,8 +282,8 @@ fn main() {
             if n < BIG_N { &DIFFERING } else { &[] },
         );
         for d in differing {
-            eprintln!("N={n}: cut, {d} keys written on one side, heal");
-            let row = heal_phase(n, d);
+            eprintln!("N={n}: cut {cut_percent} % from the rest, {d} keys written there, heal");
+            let row = heal_phase(n, d, cut_percent);
             eprintln!(
                 "N={n} D={d}: settled {:?} s after healing; {:.0} B exchanged for {:.0} B differing \
                  ({} MiB peak)",
@@ -303,6 +307,9 @@ fn main() {
             r.bytes_per_write_per_node
         );
     }
+    println!(
+        "\nCut: {cut_percent} % of the nodes from the rest; the keys were written on that side."
+    );
     println!("\n| N | keys differing after the cut | one state after healing | anti-entropy bytes | bytes that differ | ratio |");
     println!("|---|---|---|---|---|---|");
     for r in &heal_rows {
