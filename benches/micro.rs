@@ -196,7 +196,7 @@ fn broadcast_fill(c: &mut Criterion) {
     const PENDING: usize = 1000;
     let mut queue = BroadcastQueue::default();
     for i in 1..=PENDING {
-        queue.push(alive(i, 3));
+        queue.push(name(i).into(), alive(i, 3));
     }
     // What `Swim` leaves for updates in a 1,400-byte Ping to a member of that name.
     let base = wire::Envelope {

@@ -10,9 +10,9 @@
 //!   divided by writes and nodes);
 //! - anti-entropy after a heal: the cluster is cut in two, D keys (10, 100, 1,000) are
 //!   written on one side, the cut heals (halves; `MESHD_BENCH_CUT=5` cuts 5 % of the nodes
-//!   from the rest and writes there: each node suspects every node across the cut, so a
-//!   cut costs memory in proportion to the pairs it separates); the time until every replica is equal and the bytes
-//!   of the anti-entropy exchanges (`meshd_store_sync_bytes`, both ends halved) against the
+//!   from the rest and writes there: each node suspects every node across the cut, so a cut
+//!   costs memory in proportion to the pairs it separates); the time until every replica is
+//!   equal and the bytes of the anti-entropy exchanges (`meshd_store_sync_bytes`, both ends halved) against the
 //!   bytes that differ (each key's size times the nodes that lack it at the heal). From
 //!   N = 5,000 only when `MESHD_BENCH_DIFFERING` names the D values (`10` for one small heal).
 //!   `MESHD_BENCH_WRITES=0` skips the write phases.
@@ -193,7 +193,8 @@ fn all_equal(sim: &Sim) -> bool {
 
 fn heal_phase(n: usize, differing: usize, cut_percent: usize) -> HealRow {
     let mut sim = cluster(SEED + differing as u64, n, 0.0);
-    let cut = (n * cut_percent / 100).clamp(1, n - 1);
+    // Both sides keep at least one node (none is left for a one-node cluster's second side).
+    let cut = (n * cut_percent / 100).max(1).min(n.saturating_sub(1));
     let a: Vec<usize> = (0..cut).collect();
     let b: Vec<usize> = (cut..n).collect();
     sim.partition(&[&a, &b]);

@@ -48,11 +48,12 @@ pub struct BroadcastQueue {
 }
 
 impl BroadcastQueue {
-    /// Queues `update`, replacing any pending update about the same member.
-    pub fn push(&mut self, update: wire::MemberUpdate) {
-        self.remove(&update.name);
+    /// Queues `update` about the member `name` (the member table's own handle, shared rather
+    /// than copied), replacing any pending update about the same member.
+    pub fn push(&mut self, name: Arc<str>, update: wire::MemberUpdate) {
+        debug_assert_eq!(*name, *update.name, "queued under another member's name");
+        self.remove(&name);
         self.next_id += 1;
-        let name: Arc<str> = Arc::from(update.name.as_str());
         let entry = Entry {
             encoded: update.encode_to_vec().into_boxed_slice(),
             transmits: 0,
@@ -206,8 +207,8 @@ mod tests {
     #[test]
     fn newer_update_replaces_pending_one() {
         let mut q = BroadcastQueue::default();
-        q.push(update("a", 1));
-        q.push(update("a", 2));
+        q.push("a".into(), update("a", 1));
+        q.push("a".into(), update("a", 2));
         assert_eq!(q.len(), 1);
         assert_eq!(q.get("a").map(|u| u.incarnation), Some(2));
     }
@@ -215,8 +216,8 @@ mod tests {
     #[test]
     fn least_sent_then_newest_first() {
         let mut q = BroadcastQueue::default();
-        q.push(update("a", 1));
-        q.push(update("b", 1));
+        q.push("a".into(), update("a", 1));
+        q.push("b".into(), update("b", 1));
         // One slot: newest ("b") goes first, then "a" (fewer transmits), then "b" again.
         let one = field("a");
         let sent: Vec<_> = (0..3)
@@ -228,7 +229,7 @@ mod tests {
     #[test]
     fn dropped_after_limit() {
         let mut q = BroadcastQueue::default();
-        q.push(update("a", 1));
+        q.push("a".into(), update("a", 1));
         for round in 0..3 {
             assert_eq!(names(&q.fill(1000, None, 3)), ["a"], "round {round}");
         }
@@ -244,7 +245,7 @@ mod tests {
         for (budget, want) in cases {
             let mut q = BroadcastQueue::default();
             for name in ["a", "b", "c", "d", "e"] {
-                q.push(update(name, 1));
+                q.push(name.into(), update(name, 1));
             }
             assert_eq!(q.fill(budget, None, 10).len(), want, "budget {budget}");
         }
@@ -253,10 +254,10 @@ mod tests {
     #[test]
     fn buddy_goes_first() {
         let mut q = BroadcastQueue::default();
-        q.push(update("x", 1));
+        q.push("x".into(), update("x", 1));
         q.fill(1000, None, 10); // x now has one transmit more than the others
-        q.push(update("y", 1));
-        q.push(update("z", 1));
+        q.push("y".into(), update("y", 1));
+        q.push("z".into(), update("z", 1));
         let got = q.fill(field("x"), Some("x"), 10);
         assert_eq!(names(&got), ["x"]);
         let got = q.fill(1000, Some("x"), 10);

@@ -2,6 +2,7 @@
 //! every fact goes through, including refutation of facts about ourselves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Piggyback, Swim};
@@ -246,16 +247,17 @@ impl Swim {
 
     /// Queues the (new) deadline of the suspicion of `name` and its next direct check.
     fn schedule_suspicion(&mut self, name: &str, deadline: Instant) {
+        let (shared, check) = match self.members.get(name) {
+            Some(m) => (
+                m.name.clone(),
+                m.suspicion.as_ref().and_then(|s| s.check_at()),
+            ),
+            None => (Arc::from(name), None),
+        };
         self.deadlines
-            .push(deadline, Deadline::Suspicion(self.shared_name(name)));
-        let check = self
-            .members
-            .get(name)
-            .and_then(|m| m.suspicion.as_ref())
-            .and_then(|s| s.check_at());
+            .push(deadline, Deadline::Suspicion(shared.clone()));
         if let Some(at) = check {
-            self.deadlines
-                .push(at, Deadline::SuspicionCheck(self.shared_name(name)));
+            self.deadlines.push(at, Deadline::SuspicionCheck(shared));
         }
     }
 

@@ -576,8 +576,9 @@ impl Swim {
     /// the first tick comes at a random point of one gossip interval, as while it runs.
     fn broadcast(&mut self, now: Instant, update: &Update) {
         let with_meta = update.state == MemberState::Alive;
+        let name = self.shared_name(&update.name);
         self.broadcasts
-            .push(codec::update_to_wire(update, with_meta));
+            .push(name, codec::update_to_wire(update, with_meta));
         self.wake_gossip(now);
     }
 
