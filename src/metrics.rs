@@ -307,6 +307,7 @@ fn record_snapshot(s: &Snapshot) {
     counter!("meshd_join_rounds_failed_total").absolute(stats.join_rounds_failed);
     counter!("meshd_payloads_total", "result" => "received").absolute(stats.payloads_received);
     counter!("meshd_payloads_total", "result" => "dropped").absolute(stats.payloads_dropped);
+    counter!("meshd_gossip_updates_dropped_total").absolute(stats.updates_dropped);
     record_stores(&s.stores);
 }
 

@@ -227,6 +227,8 @@ pub struct Stats {
     /// Payloads dropped: from a sender that is not a member at its address, or waiting in a
     /// full queue.
     pub payloads_dropped: u64,
+    /// Pending updates dropped from a full gossip queue (the most-sent, oldest first).
+    pub updates_dropped: u64,
     /// Round trips of probes answered by a direct ack.
     pub probe_rtt: probe::RttHistogram,
 }

@@ -577,8 +577,12 @@ impl Swim {
     fn broadcast(&mut self, now: Instant, update: &Update) {
         let with_meta = update.state == MemberState::Alive;
         let name = self.shared_name(&update.name);
-        self.broadcasts
-            .push(name, codec::update_to_wire(update, with_meta));
+        let update = codec::update_to_wire(update, with_meta);
+        if self.broadcasts.push(name, update) {
+            self.stats.updates_dropped += 1;
+            // A push-pull once the queue drains repairs what the dropped update would have said.
+            self.saturated = true;
+        }
         self.wake_gossip(now);
     }
 
