@@ -24,6 +24,7 @@ pub use profile::Profile;
 use crate::agent::{self, AgentConfig, ApiTls};
 use crate::api::Access;
 use crate::client;
+use crate::coordination;
 use crate::runtime::{entropy, RuntimeConfig, Seed, TrustConfig};
 use crate::seal::{self, Key, Keyring};
 use crate::store::{StoreConfig, StoreLimits};
@@ -63,6 +64,12 @@ pub enum Command {
     Leave(client::leave::LeaveArgs),
     /// Show a running agent's own state and a summary of its cluster.
     Info(client::info::InfoArgs),
+    /// Show who leads in a running agent's view (lowest leader priority, then name, among
+    /// ALIVE members) and whether it sees a quorum.
+    Leader(client::coordination::LeaderArgs),
+    /// Show which ALIVE member owns a key (rendezvous hashing): the one to take over a job or
+    /// connection.
+    Owner(client::coordination::OwnerArgs),
     /// Print a new random cluster key (base64), for --encrypt-key or `meshd keys install`.
     Keygen,
     /// Cluster keyring commands: list, install, use, remove (over a running agent's API).
@@ -225,6 +232,14 @@ pub struct AgentArgs {
     #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "10s",
           value_parser = positive_duration)]
     pub store_sync_interval: Duration,
+    /// This node's leader priority, announced as the tag leader-priority: the ALIVE member
+    /// with the lowest priority (then name) is the leader of GET /ha/leader
+    #[arg(long, env = "MESHD_LEADER_PRIORITY", allow_hyphen_values = true)]
+    pub leader_priority: Option<i32>,
+    /// Cluster size for the leader view's quorum (more than half of it ALIVE); without it the
+    /// quorum counts the members ALIVE, SUSPECTED or DOWN and not yet reaped
+    #[arg(long, env = "MESHD_EXPECT_NODES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub expect_nodes: Option<u32>,
 }
 
 /// A byte size: a number with an optional unit B, KiB, MiB or GiB (also K, M, G).
@@ -357,6 +372,14 @@ impl AgentArgs {
                 return Err(format!("--tag {key} is given more than once"));
             }
         }
+        if let Some(priority) = self.leader_priority {
+            let tag = coordination::PRIORITY_TAG;
+            if tags.insert(tag.to_string(), priority.to_string()).is_some() {
+                return Err(format!(
+                    "--leader-priority and --tag {tag} both set it; keep one"
+                ));
+            }
+        }
         let meta = NodeMeta {
             region: self.region,
             zone: self.zone,
@@ -398,6 +421,7 @@ impl AgentArgs {
                     ..StoreConfig::default()
                 },
                 data_dir: self.data_dir,
+                expect_nodes: self.expect_nodes.map(|n| n as usize),
             },
             http: SocketAddr::new(self.host, self.port),
             access,
@@ -518,6 +542,8 @@ pub fn run() -> ExitCode {
         Command::Members(args) => client::finish(client::members::run(&args)),
         Command::Leave(args) => client::finish(client::leave::run(&args)),
         Command::Info(args) => client::finish(client::info::run(&args)),
+        Command::Leader(args) => client::finish(client::coordination::run_leader(&args)),
+        Command::Owner(args) => client::finish(client::coordination::run_owner(&args)),
         Command::Keygen => keygen(),
         Command::Keys(args) => client::finish(client::keys::run(&args)),
         Command::Store(args) => client::finish(client::store::run(&args)),
@@ -964,12 +990,31 @@ mod tests {
             ),
             (&["--mesh-server-name", "  "], "must not be empty"),
             (&["--tag", "a=1", "--tag", "a=2"], "more than once"),
+            (
+                &["--leader-priority", "1", "--tag", "leader-priority=2"],
+                "keep one",
+            ),
         ];
         for (args, needle) in cases {
             let mut argv = LOCAL.to_vec();
             argv.extend_from_slice(args);
             let err = config(&argv).expect_err(needle);
             assert!(err.contains(needle) && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn leader_priority_becomes_a_tag_and_expect_nodes_the_quorum_size() {
+        let mut argv = LOCAL.to_vec();
+        argv.extend_from_slice(&["--leader-priority", "-3", "--expect-nodes", "5"]);
+        let config = config(&argv).expect("valid");
+        let tags = &config.runtime.identity.meta.tags;
+        assert_eq!(tags.get("leader-priority").map(String::as_str), Some("-3"));
+        assert_eq!(config.runtime.expect_nodes, Some(5));
+        for bad in [["--expect-nodes", "0"], ["--leader-priority", "x"]] {
+            let mut argv = LOCAL.to_vec();
+            argv.extend_from_slice(&bad);
+            assert!(parse(&argv).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -5,6 +5,8 @@
 //! `metrics` (Prometheus series) and `runtime` (tokio, UDP, QUIC) → `swim` (the sans-IO
 //! protocol core) → `wire` (prost messages generated from `proto/mesh.proto`); `seal` (every
 //! datagram sealed with the cluster keyring) sits beside `swim`, used by `runtime` and `sim`.
+//! `coordination` (leader and owner views) is a pure function of one member list, used by
+//! `runtime` when it publishes and by the benches.
 //! `client` is the other side of `api`: the `meshd members|info|leave` subcommands.
 //! `sim` drives many `swim` cores over a virtual clock for tests and benches.
 
@@ -12,6 +14,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod coordination;
 pub mod metrics;
 pub mod runtime;
 pub mod seal;

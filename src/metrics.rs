@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use metrics::{counter, gauge, histogram, with_local_recorder};
@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::coordination::LeaderView;
 use crate::runtime::replication::StoreCounts;
 use crate::runtime::{EventFeed, Snapshot};
 use crate::swim::probe::{RttHistogram, RTT_BUCKETS};
@@ -48,6 +49,9 @@ const PROBE_RTT: &str = "meshd_probe_rtt_seconds";
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The leader whose `meshd_leader` series reads 1, so it is set back to 0 when another
+    /// takes over.
+    last_leader: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,7 +77,11 @@ impl Metrics {
             .expect("the bucket list is a non-empty constant")
             .build_recorder();
         let handle = recorder.handle();
-        let metrics = Metrics { recorder, handle };
+        let metrics = Metrics {
+            recorder,
+            handle,
+            last_leader: Mutex::new(None),
+        };
         metrics.with(|| {
             describe();
             // Exported from the start, so a rate() over it has a zero to start from.
@@ -97,11 +105,29 @@ impl Metrics {
     pub fn render_with(&self, snapshot: &Snapshot, record_more: impl FnOnce()) -> String {
         self.with(|| {
             record_snapshot(snapshot);
+            self.record_leader(&snapshot.leader);
             record_more();
         });
         let mut text = self.handle.render();
         render_rtt(&mut text, &snapshot.stats.probe_rtt);
         text
+    }
+
+    /// `meshd_leader{name}`: 1 on the current leader's series, 0 on the one before it (a
+    /// series per member that ever led, so a dashboard sees the hand-over); `meshd_has_quorum`.
+    fn record_leader(&self, view: &LeaderView) {
+        // A poisoned lock only means another scrape panicked mid-update: the name is still valid.
+        let mut last = self.last_leader.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != view.leader {
+            if let Some(old) = last.take() {
+                gauge!("meshd_leader", "name" => old).set(0.0);
+            }
+            *last = view.leader.clone();
+        }
+        if let Some(name) = &view.leader {
+            gauge!("meshd_leader", "name" => name.clone()).set(1.0);
+        }
+        gauge!("meshd_has_quorum").set(if view.has_quorum { 1.0 } else { 0.0 });
     }
 
     /// Applies one membership event (reconnects, convergence, a reaped peer's gauge).
@@ -460,6 +486,20 @@ fn describe() {
     describe_counter!(
         "meshd_join_rounds_failed_total",
         "Join rounds in which no seed answered"
+    );
+    describe_counter!(
+        "meshd_gossip_updates_dropped_total",
+        "Membership updates dropped from a full gossip queue (most-sent, oldest first); the \
+         full-state exchange that follows repairs them"
+    );
+    describe_gauge!(
+        "meshd_leader",
+        "1 on the series of the member this node names leader (lowest leader-priority, then name, \
+         among ALIVE members), 0 on the one it named before"
+    );
+    describe_gauge!(
+        "meshd_has_quorum",
+        "1 while this node sees more than half of the expected members ALIVE"
     );
     describe_counter!(
         "meshd_payloads_total",

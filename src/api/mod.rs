@@ -1,4 +1,5 @@
-//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/shutdown`, `/ha/keys`, `/metrics`,
+//! The HTTP API (axum): `/ha/health`, `/ha/status`, `/ha/leader`, `/ha/owner/{key}`,
+//! `/ha/shutdown`, `/ha/keys`, the stores, `/metrics`,
 //! its own OpenAPI description at `/ha/openapi.json`, and the gRPC client API on the same port.
 //!
 //! Handlers read the latest [`Snapshot`] from a `watch` channel and send [`Command`]s to the
@@ -6,6 +7,7 @@
 //! sit behind [`auth::mutating`]; every connection is bounded by [`server`].
 
 pub mod auth;
+pub(crate) mod coordination;
 mod error;
 pub mod grpc;
 mod health;
@@ -80,6 +82,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/ha/health", get(health::get))
         .route("/ha/status", get(status::get))
+        .route("/ha/leader", get(coordination::get_leader))
+        .route("/ha/owner/{key}", get(coordination::get_owner))
         .route("/metrics", get(metrics::get))
         .route("/ha/openapi.json", get(openapi))
         .route("/ha/stores", get(stores::list))

@@ -48,6 +48,8 @@ fn snapshot(local_state: MemberState) -> Snapshot {
     ]
     .into();
     snap.health_score = 2;
+    snap.leader = crate::coordination::leader(snap.members.iter(), None);
+    snap.leader_since = since;
     snap
 }
 
@@ -139,6 +141,44 @@ async fn status_lists_every_member_sorted_with_real_counts() {
     assert_eq!(stores["suspected_count"], 1);
     assert_eq!(stores["down_count"], 1);
     assert_eq!(stores["leaving_count"], 1);
+}
+
+#[tokio::test]
+async fn leader_names_the_lowest_alive_member_and_the_quorum_it_sees() {
+    let server = start(snapshot(MemberState::Alive)).await;
+    let (code, body) = call("GET", format!("{}/ha/leader", server.base)).await;
+    assert_eq!(code, 200);
+    // n1 and n2 ALIVE of n1-n4 (n5 is LEAVING): 2 of 4 is no majority.
+    assert_eq!(body["leader"], "n1");
+    assert_eq!(body["alive"], 2);
+    assert_eq!(body["expected"], 4);
+    assert_eq!(body["has_quorum"], false);
+    let since_ms = body["since_ms"].as_u64().expect("since_ms is a number");
+    assert!((1500..60_000).contains(&since_ms), "since_ms {since_ms}");
+}
+
+#[tokio::test]
+async fn owner_is_an_alive_member_and_bad_keys_are_400() {
+    let server = start(snapshot(MemberState::Alive)).await;
+    for key in ["job-1", "job-2", "a%20b", "%E2%9C%93"] {
+        let (code, body) = call("GET", format!("{}/ha/owner/{key}", server.base)).await;
+        assert_eq!(code, 200, "{key}: {body}");
+        let owner = body["owner"].as_str().expect("an owner");
+        assert!(["n1", "n2"].contains(&owner), "{key} owned by {owner}");
+    }
+    let (_, body) = call("GET", format!("{}/ha/owner/a%20b", server.base)).await;
+    assert_eq!(body["key"], "a b");
+    let long = "k".repeat(super::coordination::MAX_OWNER_KEY_BYTES + 1);
+    let (code, body) = call("GET", format!("{}/ha/owner/{long}", server.base)).await;
+    assert_eq!(code, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("1025 bytes")),
+        "{body}"
+    );
+    let (code, _) = call("GET", format!("{}/ha/owner/%FF", server.base)).await;
+    assert_eq!(code, 400);
 }
 
 #[tokio::test]

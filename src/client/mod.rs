@@ -5,6 +5,7 @@
 //! with pure functions (unit-tested beside them), and prints. Every failure is a [`ClientError`]:
 //! one `error: …` line on stderr and exit status 1, never a panic.
 
+pub mod coordination;
 pub mod info;
 pub mod keys;
 pub mod leave;
@@ -69,6 +70,20 @@ impl Target {
         api.token = token.filter(|t| !t.is_empty());
         Ok(api)
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so any key fits one path
+/// segment.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Accepts `host:port`, `[v6]:port`, optionally written as `http://host:port/`; returns

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{api_error, decode, Answer, ClientError, Target};
+use super::{api_error, decode, path_segment, Answer, ClientError, Target};
 
 /// Flags of `meshd store`.
 #[derive(Debug, Args)]
@@ -161,7 +161,7 @@ fn ok_body(answer: Answer) -> Result<Value, ClientError> {
 
 fn list(args: &StoreArgs, api: &super::Api, store: Option<&str>) -> Result<(), ClientError> {
     let path = match store {
-        Some(store) => format!("/ha/stores/{}", segment(store)),
+        Some(store) => format!("/ha/stores/{}", path_segment(store)),
         None => "/ha/stores".to_string(),
     };
     let body = ok_body(api.get(&path)?)?;
@@ -183,7 +183,7 @@ fn list(args: &StoreArgs, api: &super::Api, store: Option<&str>) -> Result<(), C
 }
 
 fn watch(args: &StoreArgs, api: &super::Api, store: &str) -> Result<(), ClientError> {
-    let path = format!("/ha/stores/{}/watch", segment(store));
+    let path = format!("/ha/stores/{}/watch", path_segment(store));
     let mut event = String::new();
     api.stream_lines(&path, |line| {
         if let Some(name) = line.strip_prefix("event:") {
@@ -264,21 +264,7 @@ fn json_or_string(text: &str) -> Value {
 }
 
 fn key_path(store: &str, key: &str) -> String {
-    format!("/ha/stores/{}/{}", segment(store), segment(key))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, so any key fits one path
-/// segment.
-fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    format!("/ha/stores/{}/{}", path_segment(store), path_segment(key))
 }
 
 #[cfg(test)]
@@ -286,9 +272,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_become_one_path_segment() {
-        assert_eq!(segment("w-1.a_b~"), "w-1.a_b~");
-        assert_eq!(segment("tenant/42 ü"), "tenant%2F42%20%C3%BC");
+    fn keys_become_one_path_path_segment() {
+        assert_eq!(path_segment("w-1.a_b~"), "w-1.a_b~");
+        assert_eq!(path_segment("tenant/42 ü"), "tenant%2F42%20%C3%BC");
         assert_eq!(key_path("s", "a/b"), "/ha/stores/s/a%2Fb");
     }
 

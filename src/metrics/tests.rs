@@ -156,6 +156,23 @@ fn snapshot_values_are_rendered() {
 }
 
 #[test]
+fn the_leader_series_reads_1_and_its_predecessor_0() {
+    let m = Metrics::new();
+    let mut s = snapshot(Instant::now());
+    s.leader = crate::coordination::leader(s.members.iter(), None);
+    let text = m.render(&s);
+    // n1 and n2 ALIVE of n1-n4 (n5 LEAVING): n1 leads, 2 of 4 is no quorum.
+    assert_eq!(value(&text, "meshd_leader", r#"name="n1""#), 1.0);
+    assert_eq!(value(&text, "meshd_has_quorum", ""), 0.0);
+    s.leader.leader = Some("n2".into());
+    s.leader.has_quorum = true;
+    let text = m.render(&s);
+    assert_eq!(value(&text, "meshd_leader", r#"name="n1""#), 0.0);
+    assert_eq!(value(&text, "meshd_leader", r#"name="n2""#), 1.0);
+    assert_eq!(value(&text, "meshd_has_quorum", ""), 1.0);
+}
+
+#[test]
 fn counters_follow_the_latest_totals() {
     let m = Metrics::new();
     let mut s = snapshot(Instant::now());

@@ -23,6 +23,7 @@ use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
 use super::trust::{KeyChange, Offer, Trust};
+use crate::coordination::{self, LeaderView};
 use crate::seal::OpenError;
 use crate::store::{Op, Written};
 use crate::swim::limits::LimitError;
@@ -155,6 +156,9 @@ pub struct DriverSettings {
     pub seed_attempt_timeout: Duration,
     /// Seeds are resolved again once joined (for the log line of a node alone).
     pub seeds_refreshed: bool,
+    /// The cluster size the leader view's quorum counts against (`--expect-nodes`); `None`
+    /// counts the members not yet reaped.
+    pub expect_nodes: Option<usize>,
 }
 
 /// Channels and handles the driver works with.
@@ -191,6 +195,9 @@ pub struct Driver {
     /// The member list of the last snapshot; rebuilt only after membership events, since
     /// copying every member (names, tags) is what a publish would otherwise cost.
     members: Arc<[MemberView]>,
+    /// The leader view of `members`, and since when its leader is the one it names.
+    leader: LeaderView,
+    leader_since: Instant,
     /// Datagrams that did not open since the last warning about them, and when it was.
     rejected_since_warning: u64,
     last_reject_warning: Option<Instant>,
@@ -206,8 +213,11 @@ impl Driver {
         settings: DriverSettings,
     ) -> Self {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let members = core.members().into();
+        let members: Arc<[MemberView]> = core.members().into();
+        let leader = coordination::leader(members.iter(), settings.expect_nodes);
         Driver {
+            leader,
+            leader_since: Instant::now(),
             core,
             replication,
             trust,
@@ -255,7 +265,7 @@ impl Driver {
             }
             self.after_input(false).await;
         }
-        self.members = self.core.members().into();
+        self.refresh_members(Instant::now());
         self.publish(Instant::now());
         self.replication.close();
     }
@@ -647,7 +657,7 @@ impl Driver {
         if force_publish || !fresh.is_empty() {
             // Every change to the member list comes with an event (a member appeared, changed
             // state, incarnation, address or metadata, or was reaped).
-            self.members = self.core.members().into();
+            self.refresh_members(now);
         }
         if force_publish || stale || !fresh.is_empty() {
             self.publish(now);
@@ -712,6 +722,16 @@ impl Driver {
         });
     }
 
+    /// Copies the member list out of the core and recomputes the leader view from it.
+    fn refresh_members(&mut self, now: Instant) {
+        self.members = self.core.members().into();
+        let view = coordination::leader(self.members.iter(), self.settings.expect_nodes);
+        if view.leader != self.leader.leader {
+            self.leader_since = now;
+        }
+        self.leader = view;
+    }
+
     fn publish(&mut self, now: Instant) {
         let socket = &self.io.socket_counters;
         self.counters.datagrams_dropped_full = socket.swim_dropped_full.load(Ordering::Relaxed);
@@ -737,6 +757,8 @@ impl Driver {
             counters: self.counters.clone(),
             taken_at: now,
             last_event_seq: self.last_event_seq,
+            leader: self.leader.clone(),
+            leader_since: self.leader_since,
         };
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);

@@ -80,6 +80,9 @@ pub struct RuntimeConfig {
     pub stores: StoreConfig,
     /// Where the stores are kept on disk (`--data-dir`); `None` keeps them in memory only.
     pub data_dir: Option<PathBuf>,
+    /// The cluster size the leader view's quorum counts against (`--expect-nodes`); `None`
+    /// counts the members ALIVE, SUSPECTED or DOWN and not yet reaped.
+    pub expect_nodes: Option<usize>,
 }
 
 /// A running node: the driver task, the QUIC endpoint and the channels to talk to them.
@@ -133,6 +136,7 @@ impl Runtime {
             exchange_timeout: config.exchange_timeout,
             seed_attempt_timeout: config.swim.seed_attempt_timeout,
             seeds_refreshed: !config.swim.seed_refresh_interval.is_zero(),
+            expect_nodes: config.expect_nodes,
         };
         let rng_seed = entropy::random_u64();
         tracing::debug!(rng_seed, "core RNG seeded");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::replication::StoreCounts;
+use crate::coordination::{self, LeaderView};
 use crate::swim::{MemberState, MemberView, Stats};
 
 /// Counters kept by the runtime itself (the core keeps its own in [`Stats`]).
@@ -90,12 +91,18 @@ pub struct Snapshot {
     pub taken_at: Instant,
     /// Sequence number of the newest event this snapshot already reflects (0: none yet).
     pub last_event_seq: u64,
+    /// Who leads in this node's view, and whether it sees a quorum.
+    pub leader: LeaderView,
+    /// When this node last saw the leader change (to `leader.leader`, or to none).
+    pub leader_since: Instant,
 }
 
 impl Snapshot {
     /// A snapshot of a node that knows only itself, e.g. before the driver starts.
     pub fn of_local(local: MemberView, taken_at: Instant) -> Self {
         Snapshot {
+            leader: coordination::leader([&local], None),
+            leader_since: taken_at,
             members: Arc::new([local.clone()]),
             local,
             stats: Stats::default(),

@@ -47,6 +47,7 @@ fn config(name: &str, port: u16, seeds: &[SocketAddr]) -> RuntimeConfig {
         trust: TrustConfig::default(),
         stores: crate::store::StoreConfig::default(),
         data_dir: None,
+        expect_nodes: None,
     }
 }
 

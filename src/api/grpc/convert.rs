@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::pb;
+use crate::api::coordination::{Leader, Owner};
 use crate::runtime::events::reason_text;
 use crate::runtime::keys::KeyReport;
 use crate::runtime::{SequencedEvent, Snapshot};
@@ -16,6 +17,26 @@ pub fn state(state: MemberState) -> pb::MemberState {
         MemberState::Suspected => pb::MemberState::Suspected,
         MemberState::Down => pb::MemberState::Down,
         MemberState::Leaving => pb::MemberState::Leaving,
+    }
+}
+
+/// The leader view; no leader is the empty name.
+pub fn leader(view: Leader) -> pb::GetLeaderResponse {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::GetLeaderResponse {
+        leader: view.leader.unwrap_or_default(),
+        has_quorum: view.has_quorum,
+        alive: count(view.alive),
+        expected: count(view.expected),
+        since_ms: view.since_ms,
+    }
+}
+
+/// The owner of a key; no owner is the empty name.
+pub fn owner(owner: Owner) -> pb::GetOwnerResponse {
+    pb::GetOwnerResponse {
+        key: owner.key,
+        owner: owner.owner.unwrap_or_default(),
     }
 }
 

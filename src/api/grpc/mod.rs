@@ -153,6 +153,24 @@ fn driver_gone() -> Status {
 
 #[tonic::async_trait]
 impl Membership for MembershipService {
+    async fn get_leader(
+        &self,
+        _request: Request<pb::GetLeaderRequest>,
+    ) -> Result<Response<pb::GetLeaderResponse>, Status> {
+        let view = super::coordination::leader(&self.feed.snapshot(), Instant::now());
+        Ok(Response::new(convert::leader(view)))
+    }
+
+    async fn get_owner(
+        &self,
+        request: Request<pb::GetOwnerRequest>,
+    ) -> Result<Response<pb::GetOwnerResponse>, Status> {
+        let key = request.into_inner().key;
+        let owner = super::coordination::owner(&self.feed.snapshot(), key)
+            .map_err(|e| Status::invalid_argument(e.message))?;
+        Ok(Response::new(convert::owner(owner)))
+    }
+
     async fn list_members(
         &self,
         _request: Request<pb::ListMembersRequest>,

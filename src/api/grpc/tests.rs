@@ -305,6 +305,7 @@ async fn solo_runtime(meta: NodeMeta) -> crate::runtime::Runtime {
         trust: crate::runtime::TrustConfig::default(),
         stores: crate::store::StoreConfig::default(),
         data_dir: None,
+        expect_nodes: None,
     };
     Runtime::start(config).await.expect("runtime starts")
 }
@@ -480,4 +481,49 @@ async fn stores_service_writes_reads_and_watches_through_the_driver() {
     );
     assert!(change.local);
     runtime.close().await;
+}
+
+/// Through a real driver: the node alone leads itself with a quorum of one, owns every key,
+/// and an empty key is INVALID_ARGUMENT.
+#[tokio::test]
+async fn leader_and_owner_through_the_driver() {
+    let runtime = solo_runtime(NodeMeta::default()).await;
+    let svc = MembershipService::new(
+        runtime.feed(),
+        runtime.store_events(),
+        runtime.commands(),
+        Access::loopback_only(),
+    );
+    let mut snapshots = runtime.snapshots();
+    tokio::time::timeout(
+        WAIT,
+        snapshots.wait_for(|s| s.leader.leader.as_deref() == Some("solo")),
+    )
+    .await
+    .expect("the node alone names itself leader in time")
+    .expect("driver runs");
+    let leader = svc
+        .get_leader(Request::new(pb::GetLeaderRequest {}))
+        .await
+        .expect("leader answers")
+        .into_inner();
+    assert_eq!(leader.leader, "solo");
+    assert!(leader.has_quorum);
+    assert_eq!((leader.alive, leader.expected), (1, 1));
+    let owner = svc
+        .get_owner(Request::new(pb::GetOwnerRequest {
+            key: "job-7".into(),
+        }))
+        .await
+        .expect("owner answers")
+        .into_inner();
+    assert_eq!(
+        (owner.key.as_str(), owner.owner.as_str()),
+        ("job-7", "solo")
+    );
+    let empty = svc
+        .get_owner(Request::new(pb::GetOwnerRequest { key: String::new() }))
+        .await
+        .expect_err("empty key");
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
 }
