@@ -119,9 +119,12 @@ mod tests {
 
     use MemberState::{Alive, Down, Init, Leaving, Suspected};
 
+    /// A member list as (name, state, priority tag) and the leader it must give.
+    type LeaderCase<'a> = (&'a [(&'a str, MemberState, Option<&'a str>)], Option<&'a str>);
+
     #[test]
     fn leader_is_the_alive_member_with_the_lowest_priority_then_name() {
-        let cases: &[(&[(&str, MemberState, Option<&str>)], Option<&str>)] = &[
+        let cases: &[LeaderCase] = &[
             (&[("b", Alive, None), ("a", Alive, None)], Some("a")),
             (&[("a", Suspected, None), ("b", Alive, None)], Some("b")),
             (&[("a", Down, None), ("b", Leaving, None)], None),
