@@ -120,7 +120,10 @@ mod tests {
     use MemberState::{Alive, Down, Init, Leaving, Suspected};
 
     /// A member list as (name, state, priority tag) and the leader it must give.
-    type LeaderCase<'a> = (&'a [(&'a str, MemberState, Option<&'a str>)], Option<&'a str>);
+    type LeaderCase<'a> = (
+        &'a [(&'a str, MemberState, Option<&'a str>)],
+        Option<&'a str>,
+    );
 
     #[test]
     fn leader_is_the_alive_member_with_the_lowest_priority_then_name() {
