@@ -75,6 +75,7 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     let state = ApiState {
         snapshots: runtime.snapshots(),
         commands: commands.clone(),
+        events: runtime.events(),
         store_events: runtime.store_events(),
         access: config.access.clone(),
         metrics,

@@ -67,6 +67,9 @@ pub enum Command {
     /// Show who leads in a running agent's view (lowest leader priority, then name, among
     /// ALIVE members) and whether it sees a quorum.
     Leader(client::coordination::LeaderArgs),
+    /// Follow a running agent's membership changes (and with --stores its store changes), one
+    /// line each, like `serf monitor`.
+    Monitor(client::monitor::MonitorArgs),
     /// Show which ALIVE member owns a key (rendezvous hashing): the one to take over a job or
     /// connection.
     Owner(client::coordination::OwnerArgs),
@@ -544,6 +547,7 @@ pub fn run() -> ExitCode {
         Command::Info(args) => client::finish(client::info::run(&args)),
         Command::Leader(args) => client::finish(client::coordination::run_leader(&args)),
         Command::Owner(args) => client::finish(client::coordination::run_owner(&args)),
+        Command::Monitor(args) => client::finish(client::monitor::run(&args)),
         Command::Keygen => keygen(),
         Command::Keys(args) => client::finish(client::keys::run(&args)),
         Command::Store(args) => client::finish(client::store::run(&args)),

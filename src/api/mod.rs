@@ -9,9 +9,11 @@
 pub mod auth;
 pub(crate) mod coordination;
 mod error;
+mod events;
 pub mod grpc;
 mod health;
 mod keys;
+mod membership_watch;
 mod metrics;
 pub mod server;
 mod shutdown;
@@ -33,7 +35,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::runtime::replication::StoreEvent;
-use crate::runtime::{Command, Snapshot};
+use crate::runtime::{Command, SequencedEvent, Snapshot};
 
 pub use auth::Access;
 pub use error::{body_of, ApiError, PathOf};
@@ -50,6 +52,8 @@ pub struct ApiState {
     pub snapshots: watch::Receiver<Snapshot>,
     /// Commands to the driver (leave, keys, store reads and writes).
     pub commands: mpsc::Sender<Command>,
+    /// The membership event stream, for `/ha/events`.
+    pub events: broadcast::Sender<Arc<SequencedEvent>>,
     /// The store change stream, for watchers.
     pub store_events: broadcast::Sender<Arc<StoreEvent>>,
     /// Who may make mutating calls.
@@ -82,6 +86,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/ha/health", get(health::get))
         .route("/ha/status", get(status::get))
+        .route("/ha/events", get(events::get))
         .route("/ha/leader", get(coordination::get_leader))
         .route("/ha/owner/{key}", get(coordination::get_owner))
         .route("/metrics", get(metrics::get))

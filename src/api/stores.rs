@@ -21,7 +21,7 @@ use super::store_watch::{self, WatchItem};
 use super::{body_of, ApiError, ApiState, PathOf};
 use crate::runtime::replication::{StoreAnswer, StoreQuery, StoreWriteError};
 use crate::runtime::Command;
-use crate::store::{EntryView, Kind, Op, StoreSummary, Value, WriteError, Written};
+use crate::store::{Change, EntryView, Kind, Op, StoreSummary, Value, WriteError, Written};
 
 /// `GET /ha/stores`.
 #[derive(Debug, Serialize)]
@@ -216,20 +216,22 @@ fn sse_event(item: WatchItem) -> Event {
             });
             Event::default().event("snapshot").data(body.to_string())
         }
-        WatchItem::Change { seq, change } => {
-            let body = serde_json::json!({
-                "key": change.key,
-                "value": change.value.as_ref().map_or(Json_::Null, json_value),
-                "version": change.version.as_ref().map(ToString::to_string),
-                "deleted": change.value.is_none(),
-                "local": change.local,
-            });
-            Event::default()
-                .event("change")
-                .id(seq.to_string())
-                .data(body.to_string())
-        }
+        WatchItem::Change { seq, change } => Event::default()
+            .event("change")
+            .id(seq.to_string())
+            .data(change_body(&change).to_string()),
     }
+}
+
+/// One change of a key as JSON: `{"key", "value", "version", "deleted", "local"}`.
+pub fn change_body(change: &Change) -> Json_ {
+    serde_json::json!({
+        "key": change.key,
+        "value": change.value.as_ref().map_or(Json_::Null, json_value),
+        "version": change.version.as_ref().map(ToString::to_string),
+        "deleted": change.value.is_none(),
+        "local": change.local,
+    })
 }
 
 /// SMG's `GET /ha/workers`: every worker in the store `workers`, each its JSON object with

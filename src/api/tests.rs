@@ -69,6 +69,7 @@ async fn start(snap: Snapshot) -> Server {
     let state = ApiState {
         snapshots,
         commands: commands_tx,
+        events: tokio::sync::broadcast::channel(16).0,
         store_events: tokio::sync::broadcast::channel(16).0,
         access: crate::api::Access::loopback_only(),
         metrics: Default::default(),
@@ -275,6 +276,7 @@ fn state_with(
     let state = ApiState {
         snapshots,
         commands,
+        events: tokio::sync::broadcast::channel(16).0,
         store_events: tokio::sync::broadcast::channel(16).0,
         access,
         metrics: Default::default(),

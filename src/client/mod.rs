@@ -10,6 +10,7 @@ pub mod info;
 pub mod keys;
 pub mod leave;
 pub mod members;
+pub mod monitor;
 pub mod store;
 
 use std::fmt;
@@ -274,6 +275,25 @@ impl Api {
             }
         }
         Ok(())
+    }
+
+    /// GETs `path` as Server-Sent Events: `on_event` gets each event's name and data (one
+    /// `data:` line each: the agent never splits one) until it returns false or the stream
+    /// ends.
+    pub fn stream_events(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &str) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut event = String::new();
+        self.stream_lines(path, |line| {
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                return on_event(&event, data.trim());
+            }
+            true
+        })
     }
 
     /// GETs `path`, requires a 2xx answer and decodes it as `T`.

@@ -184,17 +184,11 @@ fn list(args: &StoreArgs, api: &super::Api, store: Option<&str>) -> Result<(), C
 
 fn watch(args: &StoreArgs, api: &super::Api, store: &str) -> Result<(), ClientError> {
     let path = format!("/ha/stores/{}/watch", path_segment(store));
-    let mut event = String::new();
-    api.stream_lines(&path, |line| {
-        if let Some(name) = line.strip_prefix("event:") {
-            event = name.trim().to_string();
-        } else if let Some(data) = line.strip_prefix("data:") {
-            let data = data.trim();
-            if args.json {
-                println!("{{\"event\":{:?},\"data\":{data}}}", event);
-            } else if let Ok(value) = serde_json::from_str::<Value>(data) {
-                print!("{}", watch_line(&event, &value));
-            }
+    api.stream_events(&path, |event, data| {
+        if args.json {
+            println!("{{\"event\":{event:?},\"data\":{data}}}");
+        } else if let Ok(value) = serde_json::from_str::<Value>(data) {
+            print!("{}", watch_line(event, &value));
         }
         true
     })

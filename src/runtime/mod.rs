@@ -192,6 +192,11 @@ impl Runtime {
         EventFeed::new(self.snapshots.clone(), self.events.clone())
     }
 
+    /// The membership event stream (see [`EventFeed`] for how to follow it without a gap).
+    pub fn events(&self) -> broadcast::Sender<Arc<SequencedEvent>> {
+        self.events.clone()
+    }
+
     /// The store change stream: subscribe, then read a store's entries with
     /// [`Command::StoreRead`] and skip changes up to the `seq` they came with.
     pub fn store_events(&self) -> broadcast::Sender<Arc<StoreEvent>> {

@@ -214,6 +214,7 @@ async fn http_and_grpc_share_one_port() {
     let state = ApiState {
         snapshots: feed.snapshots.clone(),
         commands: http_commands,
+        events: tokio::sync::broadcast::channel(16).0,
         store_events: tokio::sync::broadcast::channel(16).0,
         access: Access::loopback_only(),
         metrics: Default::default(),

@@ -1,21 +1,15 @@
-//! The `WatchMembership` stream: a snapshot, then every later event, with no gap.
-//!
-//! One task per watcher follows the node's [`EventFeed`] and forwards messages into a small
-//! channel the gRPC response streams from. It skips events the snapshot already contains; if
-//! the watcher falls so far behind that the event buffer overflows (`Lagged`), it starts over
-//! with a fresh snapshot marked `resync` rather than silently skipping changes. It stops when
-//! the client goes away, and ends the stream cleanly (status OK) once the driver has stopped,
-//! e.g. after a leave, so the HTTP server can drain instead of cutting the connection.
+//! The `WatchMembership` stream: a snapshot, then every later event, with no gap (the
+//! contract [`membership_watch::forward`] keeps), as gRPC messages.
 
 use std::time::Instant;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::convert;
 use super::pb::WatchMembershipResponse;
-use crate::runtime::{EventFeed, SequencedEvent};
+use crate::api::membership_watch;
+use crate::runtime::EventFeed;
 
 /// Messages a watcher's task may queue ahead of a slow client; beyond that the task waits (and
 /// the node's event buffer absorbs changes until it overflows and forces a resync).
@@ -24,61 +18,16 @@ pub const WATCH_QUEUE: usize = 16;
 /// What the gRPC response stream yields.
 pub type WatchItem = Result<WatchMembershipResponse, Status>;
 
-/// Streams `feed` into `out` until the receiver is dropped or the driver stops.
+/// Streams `feed` into `out` as gRPC messages until the receiver is dropped or the driver
+/// stops.
 pub async fn forward(feed: EventFeed, out: mpsc::Sender<WatchItem>) {
-    let stopped = feed.stopped();
-    tokio::pin!(stopped);
-    let mut resync = false;
-    loop {
-        let (snapshot, mut events) = feed.subscribe();
-        let covered = snapshot.last_event_seq;
-        let first = convert::snapshot_message(&snapshot, resync, Instant::now());
-        if out.send(Ok(first)).await.is_err() {
-            return;
-        }
-        loop {
-            let received = tokio::select! {
-                _ = out.closed() => return,
-                _ = &mut stopped => {
-                    // Every event the driver produced was broadcast before it stopped: pass
-                    // on what is still buffered, then end the stream.
-                    while let Ok(event) = events.try_recv() {
-                        if !send_event(&out, &event, covered).await {
-                            return;
-                        }
-                    }
-                    return;
-                }
-                received = events.recv() => received,
-            };
-            match received {
-                Ok(event) => {
-                    if !send_event(&out, &event, covered).await {
-                        return;
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        missed,
-                        "membership watcher fell behind; resending a snapshot"
-                    );
-                    resync = true;
-                    break;
-                }
-                Err(RecvError::Closed) => return,
-            }
-        }
-    }
-}
-
-/// Sends `event` unless the snapshot (up to `covered`) already contains it; false once the
-/// client is gone.
-async fn send_event(out: &mpsc::Sender<WatchItem>, event: &SequencedEvent, covered: u64) -> bool {
-    if event.seq <= covered {
-        return true;
-    }
-    let message = convert::event_message(event, Instant::now());
-    out.send(Ok(message)).await.is_ok()
+    membership_watch::forward(
+        feed,
+        out,
+        |snapshot, resync| Ok(convert::snapshot_message(snapshot, resync, Instant::now())),
+        |event| Ok(convert::event_message(event, Instant::now())),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -90,7 +39,7 @@ mod tests {
 
     use super::*;
     use crate::api::grpc::pb::watch_membership_response::Event as Message;
-    use crate::runtime::Snapshot;
+    use crate::runtime::{SequencedEvent, Snapshot};
     use crate::swim::{Event, MemberState, MemberView, NodeMeta};
 
     const WAIT: Duration = Duration::from_secs(5);
