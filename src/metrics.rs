@@ -86,6 +86,11 @@ impl Metrics {
             describe();
             // Exported from the start, so a rate() over it has a zero to start from.
             counter!("router_mesh_peer_reconnects_total").absolute(0);
+            // Registered at zero, as Prometheus advises for labelled series, so alerts and
+            // dashboards see every outcome before the first suspicion resolves.
+            for state in [MemberState::Alive, MemberState::Down, MemberState::Leaving] {
+                histogram!("router_mesh_convergence_ms", "outcome" => outcome(state));
+            }
         });
         metrics
     }

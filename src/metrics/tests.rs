@@ -173,6 +173,19 @@ fn the_leader_series_reads_1_and_its_predecessor_0() {
 }
 
 #[test]
+fn labelled_series_are_exported_at_zero_before_their_first_event() {
+    let text = Metrics::new().render(&snapshot(Instant::now()));
+    for outcome in ["alive", "down", "leaving"] {
+        let labels = format!(r#"outcome="{outcome}""#);
+        assert_eq!(
+            value(&text, "router_mesh_convergence_ms_count", &labels),
+            0.0
+        );
+    }
+    assert_eq!(value(&text, "router_mesh_peer_reconnects_total", ""), 0.0);
+}
+
+#[test]
 fn counters_follow_the_latest_totals() {
     let m = Metrics::new();
     let mut s = snapshot(Instant::now());
