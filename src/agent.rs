@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::grpc::MembershipService;
 use crate::api::{self, Access, ApiState};
 use crate::metrics::Metrics;
-use crate::runtime::{Command, Runtime, RuntimeConfig};
+use crate::runtime::{vitals, Command, Runtime, RuntimeConfig};
 
 /// How long in-flight HTTP requests may take once shutdown starts.
 const HTTP_GRACE: Duration = Duration::from_millis(300);
@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub access: Access,
     /// The API's TLS certificate chain and key (PEM files), if it serves TLS.
     pub api_tls: Option<ApiTls>,
+    /// How often this node publishes its vitals into the store `nodes`.
+    pub vitals_interval: Duration,
 }
 
 /// Where the API's TLS certificate and key are.
@@ -67,8 +69,17 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
         seeds = %seeds.join(","),
         "starting meshd agent"
     );
+    let name = config.runtime.identity.name.clone();
     let mut runtime = Runtime::start(config.runtime).await?;
     let commands = runtime.commands();
+    let (load, load_rx) = watch::channel(serde_json::Value::Null);
+    tokio::spawn(vitals::run(
+        name,
+        config.vitals_interval,
+        commands.clone(),
+        runtime.snapshots(),
+        load_rx,
+    ));
     let metrics = Arc::new(Metrics::new());
     tokio::spawn(metrics.clone().follow(runtime.feed()));
     let server = Arc::new(api::ServerCounters::default());
@@ -77,6 +88,7 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
         commands: commands.clone(),
         events: runtime.events(),
         store_events: runtime.store_events(),
+        load,
         access: config.access.clone(),
         metrics,
         server,

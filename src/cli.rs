@@ -243,6 +243,11 @@ pub struct AgentArgs {
     /// quorum counts the members ALIVE, SUSPECTED or DOWN and not yet reaped
     #[arg(long, env = "MESHD_EXPECT_NODES", value_parser = clap::value_parser!(u32).range(1..))]
     pub expect_nodes: Option<u32>,
+    /// How often this node publishes its vitals (memory, CPU, descriptors, uptime, version,
+    /// health score, its gateway's load) into the replicated store `nodes`
+    #[arg(long, env = "MESHD_VITALS_INTERVAL", default_value = "10s",
+          value_parser = positive_duration)]
+    pub vitals_interval: Duration,
 }
 
 /// A byte size: a number with an optional unit B, KiB, MiB or GiB (also K, M, G).
@@ -429,6 +434,7 @@ impl AgentArgs {
             http: SocketAddr::new(self.host, self.port),
             access,
             api_tls,
+            vitals_interval: self.vitals_interval,
         })
     }
 }

@@ -27,6 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::coordination::LeaderView;
 use crate::runtime::replication::StoreCounts;
+use crate::runtime::vitals::{self, ProcessSample};
 use crate::runtime::{EventFeed, Snapshot};
 use crate::swim::probe::{RttHistogram, RTT_BUCKETS};
 use crate::swim::{DropReason, Event, MemberState, Refusal};
@@ -89,7 +90,8 @@ impl Metrics {
             // Registered at zero, as Prometheus advises for labelled series, so alerts and
             // dashboards see every outcome before the first suspicion resolves.
             for state in [MemberState::Alive, MemberState::Down, MemberState::Leaving] {
-                histogram!("router_mesh_convergence_ms", "outcome" => outcome(state));
+                let _registered =
+                    histogram!("router_mesh_convergence_ms", "outcome" => outcome(state));
             }
         });
         metrics
@@ -115,6 +117,7 @@ impl Metrics {
         });
         let mut text = self.handle.render();
         render_rtt(&mut text, &snapshot.stats.probe_rtt);
+        render_process(&mut text, &vitals::sample());
         text
     }
 
@@ -340,6 +343,39 @@ fn record_snapshot(s: &Snapshot) {
     counter!("meshd_payloads_total", "result" => "dropped").absolute(stats.payloads_dropped);
     counter!("meshd_gossip_updates_dropped_total").absolute(stats.updates_dropped);
     record_stores(&s.stores);
+}
+
+/// Appends the standard process series (the Prometheus client libraries' names) from
+/// `/proc/self`, by hand: the CPU counter counts fractional seconds, which the exporter's
+/// integer counters cannot.
+fn render_process(text: &mut String, sample: &ProcessSample) {
+    let series: [(&str, &str, &str, f64); 3] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of this process, seconds",
+            sample.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of this process (VmRSS)",
+            sample.rss_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of this process",
+            sample.open_fds as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
 }
 
 /// Why a local store write or an entry from the network may be refused (the bounds' names,

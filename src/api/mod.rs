@@ -13,6 +13,7 @@ mod events;
 pub mod grpc;
 mod health;
 mod keys;
+mod load;
 mod membership_watch;
 mod metrics;
 pub mod server;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub events: broadcast::Sender<Arc<SequencedEvent>>,
     /// The store change stream, for watchers.
     pub store_events: broadcast::Sender<Arc<StoreEvent>>,
+    /// What this node's gateway last reported through `PUT /ha/self/load`.
+    pub load: watch::Sender<serde_json::Value>,
     /// Who may make mutating calls.
     pub access: Access,
     /// Prometheus series rendered at `GET /metrics`.
@@ -76,6 +79,7 @@ pub fn router(state: ApiState) -> Router {
             "/ha/stores/{store}/{key}",
             put(stores::put).delete(stores::delete),
         )
+        .route("/ha/self/load", put(load::put))
         .route("/ha/stores/{store}/{key}/incr", post(stores::incr))
         .route("/ha/stores/{store}/{key}/add", post(stores::add))
         .route("/ha/stores/{store}/{key}/remove", post(stores::remove))

@@ -1,15 +1,18 @@
 //! `GET /ha/status`: every member with its state, in SMG's shape plus our fields.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
 
-use super::ApiState;
+use super::{stores, ApiState};
 use crate::runtime::events::state_name;
-use crate::runtime::Snapshot;
+use crate::runtime::replication::{StoreAnswer, StoreQuery};
+use crate::runtime::{vitals, Command, Snapshot};
 use crate::swim::{MemberState, MemberView};
 
 /// The status document.
@@ -37,6 +40,11 @@ pub struct Node {
     tags: BTreeMap<String, String>,
     /// Milliseconds since this node saw the member's state change.
     since_ms: u64,
+    /// Milliseconds since this node last heard from the member, directly or by its gossiped
+    /// vitals (0 for this node itself; `None`: not heard from since this node started).
+    last_heartbeat_ms: Option<u64>,
+    /// The member's vitals from the store `nodes` (`None` until its first arrive).
+    vitals: Option<Value>,
 }
 
 /// Member counts by state, and SMG's store counts: keys present in the replicated stores
@@ -54,9 +62,21 @@ pub struct Stores {
     store_count: usize,
 }
 
-fn node(member: &MemberView, now: Instant) -> Node {
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn node(member: &MemberView, snapshot: &Snapshot, vitals: &Vitals, now: Instant) -> Node {
     let since = now.saturating_duration_since(member.since);
+    let last_heartbeat_ms = if member.is_local {
+        Some(0)
+    } else {
+        let heard = snapshot.last_heard.get(&member.name);
+        heard.map(|at| millis(now.saturating_duration_since(*at)))
+    };
     Node {
+        last_heartbeat_ms,
+        vitals: vitals.get(&member.name).cloned(),
         name: member.name.clone(),
         address: member.addr.to_string(),
         status: (member.state as u8).to_string(),
@@ -66,13 +86,21 @@ fn node(member: &MemberView, now: Instant) -> Node {
         region: member.meta.region.clone(),
         zone: member.meta.zone.clone(),
         tags: member.meta.tags.clone(),
-        since_ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+        since_ms: millis(since),
     }
 }
 
-/// Builds the status document from a snapshot as of `now`; nodes sorted by name.
-pub fn status(snapshot: &Snapshot, now: Instant) -> Status {
-    let mut nodes: Vec<Node> = snapshot.members.iter().map(|m| node(m, now)).collect();
+/// Every member's vitals by name (the JSON values of the store `nodes`).
+pub type Vitals = HashMap<String, Value>;
+
+/// Builds the status document from a snapshot and the vitals as of `now`; nodes sorted by
+/// name.
+pub fn status(snapshot: &Snapshot, vitals: &Vitals, now: Instant) -> Status {
+    let mut nodes: Vec<Node> = snapshot
+        .members
+        .iter()
+        .map(|m| node(m, snapshot, vitals, now))
+        .collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Status {
         node_name: snapshot.local.name.clone(),
@@ -92,8 +120,31 @@ pub fn status(snapshot: &Snapshot, now: Instant) -> Status {
     }
 }
 
+/// Reads every member's vitals through the driver (none once it is gone).
+pub async fn read_vitals(commands: &mpsc::Sender<Command>) -> Vitals {
+    let query = StoreQuery::Entries(vitals::STORE.to_string());
+    match stores::send_read(commands, query).await {
+        Some(StoreAnswer::Entries {
+            entries: Some((_, entries)),
+            ..
+        }) => entries
+            .into_iter()
+            .map(|e| (e.key, stores::json_value(&e.value)))
+            .collect(),
+        _ => Vitals::new(),
+    }
+}
+
+/// Longest `/ha/status` waits for the vitals: a driver too busy to answer in time costs the
+/// answer its vitals, never the answer.
+const VITALS_WAIT: Duration = Duration::from_millis(500);
+
 /// Handler.
 pub async fn get(State(state): State<ApiState>) -> Json<Status> {
+    let vitals = tokio::time::timeout(VITALS_WAIT, read_vitals(&state.commands))
+        .await
+        .unwrap_or_default();
     // Ages are measured at request time, not snapshot time, so they never lag behind.
-    Json(status(&state.snapshots.borrow(), Instant::now()))
+    let snapshot = state.snapshots.borrow().clone();
+    Json(status(&snapshot, &vitals, Instant::now()))
 }

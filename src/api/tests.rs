@@ -71,6 +71,7 @@ async fn start(snap: Snapshot) -> Server {
         commands: commands_tx,
         events: tokio::sync::broadcast::channel(16).0,
         store_events: tokio::sync::broadcast::channel(16).0,
+        load: tokio::sync::watch::channel(serde_json::Value::Null).0,
         access: crate::api::Access::loopback_only(),
         metrics: Default::default(),
         server: Default::default(),
@@ -278,6 +279,7 @@ fn state_with(
         commands,
         events: tokio::sync::broadcast::channel(16).0,
         store_events: tokio::sync::broadcast::channel(16).0,
+        load: tokio::sync::watch::channel(serde_json::Value::Null).0,
         access,
         metrics: Default::default(),
         server: Default::default(),
@@ -392,4 +394,33 @@ async fn unknown_path_and_wrong_method_are_json_errors() {
     let (code, body) = call("DELETE", format!("{}/ha/status", server.base)).await;
     assert_eq!(code, 405);
     assert!(body["error"].is_string());
+}
+
+#[tokio::test]
+async fn the_gateway_load_is_a_small_object_from_a_permitted_caller() {
+    let json = ("Content-Type", "application/json");
+    let (state, _rx, _keep) = state_with(crate::api::Access::loopback_only());
+    let load = state.load.subscribe();
+    let put = |state: ApiState, peer: &'static str, body: &'static str| async move {
+        call_as(state, peer, "PUT", "/ha/self/load", &[json], body).await
+    };
+    let (code, _) = put(state.clone(), "10.1.2.3:5000", r#"{"in_flight": 1}"#).await;
+    assert_eq!(code, 403, "a remote caller without the token");
+    assert_eq!(*load.borrow(), Value::Null, "nothing taken");
+    let (code, body) = put(state.clone(), "127.0.0.1:5000", r#"{"in_flight": 7}"#).await;
+    assert_eq!((code, &body["load"]["in_flight"]), (200, &Value::from(7)));
+    assert_eq!(load.borrow()["in_flight"], 7);
+    let (code, body) = put(state.clone(), "127.0.0.1:5000", "[1, 2]").await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = put(state.clone(), "127.0.0.1:5000", r#"{"a": {"nested": 1}}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("field a holds")),
+        "{body}"
+    );
+    assert_eq!(
+        load.borrow()["in_flight"],
+        7,
+        "a refused load changes nothing"
+    );
 }

@@ -186,6 +186,15 @@ fn labelled_series_are_exported_at_zero_before_their_first_event() {
 }
 
 #[test]
+fn the_process_series_come_from_proc() {
+    let text = Metrics::new().render(&snapshot(Instant::now()));
+    assert!(value(&text, "process_resident_memory_bytes", "") > 1_000_000.0);
+    assert!(value(&text, "process_open_fds", "") >= 3.0);
+    assert!(value(&text, "process_cpu_seconds_total", "") >= 0.0);
+    assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+}
+
+#[test]
 fn counters_follow_the_latest_totals() {
     let m = Metrics::new();
     let mut s = snapshot(Instant::now());

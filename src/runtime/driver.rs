@@ -15,14 +15,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::events::{log_event, SequencedEvent};
+use super::heartbeats::Heartbeats;
 use super::keys::{self, KeyOp, KeyReport, LocalKeys};
 use super::notices;
 use super::quic::{self, ExchangeError};
-use super::replication::{Replication, StoreAnswer, StoreQuery, StoreWriteError};
+use super::replication::{self, Replication, StoreAnswer, StoreEvent, StoreQuery, StoreWriteError};
 use super::seeds::{self, Seed};
 use super::snapshot::{RuntimeCounters, Snapshot};
 use super::socket::{SocketCounters, SwimDatagram};
 use super::trust::{KeyChange, Offer, Trust};
+use super::vitals;
 use crate::coordination::{self, LeaderView};
 use crate::seal::OpenError;
 use crate::store::{Op, Written};
@@ -198,6 +200,9 @@ pub struct Driver {
     /// The leader view of `members`, and since when its leader is the one it names.
     leader: LeaderView,
     leader_since: Instant,
+    /// When each member was last heard from, and the store changes that tell of its vitals.
+    heartbeats: Heartbeats,
+    store_changes: broadcast::Receiver<Arc<StoreEvent>>,
     /// Datagrams that did not open since the last warning about them, and when it was.
     rejected_since_warning: u64,
     last_reject_warning: Option<Instant>,
@@ -215,7 +220,12 @@ impl Driver {
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let members: Arc<[MemberView]> = core.members().into();
         let leader = coordination::leader(members.iter(), settings.expect_nodes);
+        let mut heartbeats = Heartbeats::default();
+        heartbeats.members_changed(&members);
+        let store_changes = replication.subscribe();
         Driver {
+            heartbeats,
+            store_changes,
             leader,
             leader_since: Instant::now(),
             core,
@@ -305,7 +315,9 @@ impl Driver {
         let from = datagram.from;
         match self.trust.open(from, datagram.bytes) {
             Ok(plain) => {
-                self.core.handle_datagram(Instant::now(), from, &plain);
+                let now = Instant::now();
+                self.heartbeats.datagram_from(from, now);
+                self.core.handle_datagram(now, from, &plain);
                 self.replication.take_payloads(&mut self.core);
             }
             Err(reason) => self.count_rejected(from, reason),
@@ -608,6 +620,7 @@ impl Driver {
         if let Some(peer) = self.replication.drain(&mut self.core, Instant::now()) {
             self.start_store_sync(peer);
         }
+        self.note_vitals_heard();
         while let Some(transmit) = self.core.poll_transmit() {
             let bytes = self.trust.seal(transmit.dst, transmit.payload);
             self.counters.swim_udp_bytes_sent += bytes.len() as u64;
@@ -722,9 +735,32 @@ impl Driver {
         });
     }
 
+    /// Members' vitals that arrived from the network count as hearing from them.
+    fn note_vitals_heard(&mut self) {
+        let now = Instant::now();
+        loop {
+            let event = match self.store_changes.try_recv() {
+                Ok(event) => event,
+                // Missed changes only leave some heartbeats older than they could be.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let change = &event.change;
+            if change.store != vitals::STORE || change.local || change.value.is_none() {
+                continue;
+            }
+            if let Some(version) = &change.version {
+                let wall_now = replication::wall_ms();
+                self.heartbeats
+                    .vitals_from(&change.key, version.wall_ms, wall_now, now);
+            }
+        }
+    }
+
     /// Copies the member list out of the core and recomputes the leader view from it.
     fn refresh_members(&mut self, now: Instant) {
         self.members = self.core.members().into();
+        self.heartbeats.members_changed(&self.members);
         let view = coordination::leader(self.members.iter(), self.settings.expect_nodes);
         if view.leader != self.leader.leader {
             self.leader_since = now;
@@ -759,6 +795,7 @@ impl Driver {
             last_event_seq: self.last_event_seq,
             leader: self.leader.clone(),
             leader_since: self.leader_since,
+            last_heard: self.heartbeats.view(now),
         };
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);

@@ -7,6 +7,7 @@
 pub mod driver;
 pub mod entropy;
 pub mod events;
+pub mod heartbeats;
 pub mod keys;
 pub mod notices;
 pub mod persist;
@@ -17,6 +18,7 @@ pub mod snapshot;
 pub mod socket;
 pub mod tls;
 pub mod trust;
+pub mod vitals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -236,6 +236,11 @@ impl Replication {
         }
     }
 
+    /// A receiver of every later store change.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoreEvent>> {
+        self.events.subscribe()
+    }
+
     /// What the snapshot publishes.
     pub fn counts(&self) -> StoreCounts {
         StoreCounts {

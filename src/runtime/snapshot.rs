@@ -4,6 +4,7 @@
 //! else (counters, health, this node's own entry) is small and copied at every publish. So
 //! republishing to keep counters fresh costs the same at 10 members as at 10,000.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,6 +96,9 @@ pub struct Snapshot {
     pub leader: LeaderView,
     /// When this node last saw the leader change (to `leader.leader`, or to none).
     pub leader_since: Instant,
+    /// When this node last heard from each member, directly or by its gossiped vitals
+    /// (refreshed once a second; members never heard from are absent).
+    pub last_heard: Arc<HashMap<String, Instant>>,
 }
 
 impl Snapshot {
@@ -103,6 +107,7 @@ impl Snapshot {
         Snapshot {
             leader: coordination::leader([&local], None),
             leader_since: taken_at,
+            last_heard: Arc::default(),
             members: Arc::new([local.clone()]),
             local,
             stats: Stats::default(),

@@ -216,6 +216,7 @@ async fn http_and_grpc_share_one_port() {
         commands: http_commands,
         events: tokio::sync::broadcast::channel(16).0,
         store_events: tokio::sync::broadcast::channel(16).0,
+        load: tokio::sync::watch::channel(serde_json::Value::Null).0,
         access: Access::loopback_only(),
         metrics: Default::default(),
         server: Default::default(),
