@@ -14,6 +14,8 @@ use serde_json::Value;
 
 /// 127.0.20.x: no other test uses this subnet.
 const SUBNET: u8 = 20;
+/// 127.0.22.x, for the vitals test's cluster (nodes .1-.3, like the event test's in SUBNET).
+const VITALS_SUBNET: u8 = 22;
 /// Longest wait for a cluster to form or a change to show.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -184,4 +186,39 @@ fn leader_and_owner_agree_everywhere_and_move_only_for_the_dead() {
             assert_eq!(now, was, "{key} moved though {was} lives");
         }
     }
+}
+
+#[test]
+fn vitals_reach_every_node_with_the_gateway_load_and_heartbeats() {
+    let mut extra = FAST.to_vec();
+    extra.extend_from_slice(&["--vitals-interval", "1s"]);
+    let nodes = start_cluster("vt", VITALS_SUBNET, 3, &extra);
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert!(wait_until(WAIT, || all_see_alive(&all, 3)).is_some());
+    let load = serde_json::json!({"in_flight": 5, "mode": "drain"});
+    let (code, body) = nodes[1]
+        .send("PUT", "/ha/self/load", Some(&load))
+        .expect("load answered");
+    assert_eq!(code, 200, "{body}");
+    let seen = wait_until(WAIT, || {
+        let Some(status) = nodes[0].status() else {
+            return false;
+        };
+        let rows = status["nodes"].as_array().cloned().unwrap_or_default();
+        rows.len() == 3
+            && rows
+                .iter()
+                .all(|r| r["vitals"]["rss_bytes"].as_u64() > Some(0))
+            && rows
+                .iter()
+                .all(|r| r["last_heartbeat_ms"].as_u64().is_some_and(|ms| ms < 5_000))
+            && rows
+                .iter()
+                .any(|r| r["name"] == "vt2" && r["vitals"]["load"] == load)
+    });
+    let status = nodes[0].status();
+    assert!(
+        seen.is_some(),
+        "vitals, heartbeats and load at vt1: {status:?}"
+    );
 }
