@@ -415,7 +415,9 @@ async fn the_gateway_load_is_a_small_object_from_a_permitted_caller() {
     let (code, body) = put(state.clone(), "127.0.0.1:5000", r#"{"a": {"nested": 1}}"#).await;
     assert_eq!(code, 400, "{body}");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("field a holds")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("field a holds")),
         "{body}"
     );
     assert_eq!(
