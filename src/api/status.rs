@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{stores, ApiState};
 use crate::runtime::events::state_name;
-use crate::runtime::replication::{StoreAnswer, StoreQuery};
+use crate::runtime::replication::{self, StoreAnswer, StoreQuery};
 use crate::runtime::{vitals, Command, Snapshot};
 use crate::swim::{MemberState, MemberView};
 
@@ -129,7 +129,10 @@ pub async fn read_vitals(commands: &mpsc::Sender<Command>) -> Vitals {
             ..
         }) => entries
             .into_iter()
-            .map(|e| (e.key, stores::json_value(&e.value)))
+            .map(|e| {
+                let doc = stores::json_value(&e.value);
+                (e.key, vitals::with_uptime(doc, replication::wall_ms()))
+            })
             .collect(),
         _ => Vitals::new(),
     }

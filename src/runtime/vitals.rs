@@ -4,9 +4,12 @@
 //! through `PUT /ha/self/load`.
 //!
 //! A task beside the driver samples the process from `/proc` (Linux; zeros elsewhere) and
-//! writes through the driver's command channel like any API write. The leader also deletes
-//! the vitals of names that are no longer members, so the store does not keep every node that
-//! ever lived.
+//! writes through the driver's command channel like any API write. Every write is gossiped to
+//! every node (~700 B per node at N = 100), so the document is rounded (memory to the MiB, CPU
+//! to the percent, a start time instead of an uptime) and written only when it changed, or
+//! as a refresh every [`refresh_period`], which grows with the cluster so the whole cluster
+//! refreshes about two vitals a second at most. The leader also deletes the vitals of names
+//! that are no longer members, so the store does not keep every node that ever lived.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -29,6 +32,13 @@ pub const MAX_LOAD_NAME_CHARS: usize = 64;
 pub const MAX_LOAD_STRING_CHARS: usize = 128;
 /// When the first vitals go out after start (at the latest).
 const FIRST_AFTER: Duration = Duration::from_secs(1);
+/// Unchanged vitals are written again after this many intervals at least…
+const REFRESH_INTERVALS: u32 = 6;
+/// …and at least this long per member, so N nodes refresh at most N / (N × 0.6 s) a second.
+const REFRESH_PER_MEMBER: Duration = Duration::from_millis(600);
+/// Resident memory is published to the MiB: finer moves every sample and every write costs
+/// the whole cluster.
+const RSS_GRAIN: u64 = 1 << 20;
 /// Linux reports process CPU times in `/proc/self/stat` in units of 1/`USER_HZ` s, and
 /// `USER_HZ` is 100 on every architecture Linux runs on.
 const USER_HZ: f64 = 100.0;
@@ -82,23 +92,63 @@ pub fn cpu_share(before: &ProcessSample, after: &ProcessSample, elapsed: Duratio
     ((after.cpu_seconds - before.cpu_seconds) / secs).max(0.0)
 }
 
-/// The vitals document one node writes.
+/// The vitals document one node writes; readers add `uptime_s` from `started_at_ms`.
 pub fn document(
     sample: &ProcessSample,
     cpu_share: f64,
-    uptime: Duration,
+    started_at_ms: u64,
     health_score: u32,
     load: &Value,
 ) -> Value {
+    let rss = (sample.rss_bytes + RSS_GRAIN / 2) / RSS_GRAIN * RSS_GRAIN;
     json!({
-        "rss_bytes": sample.rss_bytes,
-        "cpu_share": (cpu_share * 1000.0).round() / 1000.0,
+        "rss_bytes": rss,
+        "cpu_share": (cpu_share * 100.0).round() / 100.0,
         "open_fds": sample.open_fds,
-        "uptime_s": uptime.as_secs(),
+        "started_at_ms": started_at_ms,
         "version": env!("CARGO_PKG_VERSION"),
         "health_score": health_score,
         "load": load,
     })
+}
+
+/// How long unchanged vitals go without a refresh in a cluster of `members`.
+pub fn refresh_period(interval: Duration, members: usize) -> Duration {
+    let per_member = REFRESH_PER_MEMBER.saturating_mul(u32::try_from(members).unwrap_or(u32::MAX));
+    interval.saturating_mul(REFRESH_INTERVALS).max(per_member)
+}
+
+/// What was last written, to write only changes and refreshes.
+#[derive(Debug, Default)]
+pub struct Cadence {
+    last: Option<(Value, Instant)>,
+}
+
+impl Cadence {
+    /// True when `doc` should be written at `now`: the first, a change, or a refresh due.
+    pub fn due(&self, doc: &Value, now: Instant, refresh: Duration) -> bool {
+        match &self.last {
+            None => true,
+            Some((last, at)) => last != doc || now.saturating_duration_since(*at) >= refresh,
+        }
+    }
+
+    /// Notes that `doc` was written at `now`.
+    pub fn written(&mut self, doc: Value, now: Instant) {
+        self.last = Some((doc, now));
+    }
+}
+
+/// Adds `uptime_s` to a stored vitals document, from its `started_at_ms` and the reader's
+/// wall clock `wall_now_ms`.
+pub fn with_uptime(mut doc: Value, wall_now_ms: u64) -> Value {
+    if let Some(started) = doc.get("started_at_ms").and_then(Value::as_u64) {
+        let uptime = wall_now_ms.saturating_sub(started) / 1000;
+        if let Value::Object(fields) = &mut doc {
+            fields.insert("uptime_s".into(), uptime.into());
+        }
+    }
+    doc
 }
 
 /// Checks a gateway load object: a flat JSON object of at most [`MAX_LOAD_FIELDS`] fields,
@@ -178,8 +228,9 @@ pub async fn run(
     mut snapshots: watch::Receiver<Snapshot>,
     mut load: watch::Receiver<Value>,
 ) {
-    let started = Instant::now();
-    let mut previous = (sample(), started);
+    let started_at_ms = super::replication::wall_ms();
+    let mut previous = (sample(), Instant::now());
+    let mut cadence = Cadence::default();
     let mut warned = false;
     // The first vitals soon after start, so a new node does not show blank for an interval.
     let mut due = tokio::time::Instant::now() + interval.min(FIRST_AFTER);
@@ -200,7 +251,7 @@ pub async fn run(
         let current = sample();
         let share = cpu_share(&previous.0, &current, now - previous.1);
         previous = (current, now);
-        let (health, leads, members) = {
+        let (health, leads, members): (u32, bool, HashSet<String>) = {
             let s = snapshots.borrow();
             let members: HashSet<String> = s.members.iter().map(|m| m.name.clone()).collect();
             (
@@ -212,24 +263,38 @@ pub async fn run(
         let doc = document(
             &current,
             share,
-            now - started,
+            started_at_ms,
             health,
             &load.borrow().clone(),
         );
-        let op = Op::Put(doc.to_string().into_bytes());
-        match write(&commands, name.clone(), op).await {
-            Some(Ok(())) => warned = false,
-            Some(Err(reason)) if !warned => {
-                tracing::warn!(%reason, "could not publish this node's vitals");
-                warned = true;
+        if cadence.due(&doc, now, refresh_period(interval, members.len())) {
+            let op = Op::Put(doc.to_string().into_bytes());
+            let outcome = write(&commands, name.clone(), op).await;
+            if matches!(outcome, Some(Ok(()))) {
+                cadence.written(doc, now);
             }
-            Some(Err(_)) => {}
-            None => return,
+            if !report(outcome, &mut warned) {
+                return;
+            }
         }
         if leads {
             forget_departed(&commands, &members).await;
         }
     }
+}
+
+/// Logs a failed vitals write once until one succeeds again; false once the driver is gone.
+fn report(outcome: Option<Result<(), String>>, warned: &mut bool) -> bool {
+    match outcome {
+        Some(Ok(())) => *warned = false,
+        Some(Err(reason)) if !*warned => {
+            tracing::warn!(%reason, "could not publish this node's vitals");
+            *warned = true;
+        }
+        Some(Err(_)) => {}
+        None => return false,
+    }
+    true
 }
 
 /// Writes `op` to this node's key; `None` once the driver is gone.
@@ -305,6 +370,30 @@ mod tests {
     }
 
     #[test]
+    fn vitals_are_written_when_they_change_or_a_refresh_is_due() {
+        let t0 = Instant::now();
+        let refresh = refresh_period(Duration::from_secs(10), 3);
+        assert_eq!(refresh, Duration::from_secs(60));
+        assert_eq!(
+            refresh_period(Duration::from_secs(10), 1000),
+            Duration::from_secs(600)
+        );
+        let mut cadence = Cadence::default();
+        let doc = json!({"rss_bytes": 1});
+        assert!(cadence.due(&doc, t0, refresh), "the first");
+        cadence.written(doc.clone(), t0);
+        assert!(!cadence.due(&doc, t0 + Duration::from_secs(59), refresh));
+        assert!(
+            cadence.due(&json!({"rss_bytes": 2}), t0, refresh),
+            "a change"
+        );
+        assert!(
+            cadence.due(&doc, t0 + Duration::from_secs(60), refresh),
+            "a refresh"
+        );
+    }
+
+    #[test]
     fn cpu_share_is_cpu_time_over_wall_time() {
         let at = |cpu| ProcessSample {
             cpu_seconds: cpu,
@@ -332,15 +421,14 @@ mod tests {
         assert_eq!(check_load(&long), Err(LoadError::LongString("s".into())));
         let fits = json!({ "s": "é".repeat(MAX_LOAD_STRING_CHARS) });
         assert_eq!(check_load(&fits), Ok(()), "characters, not bytes");
-        let doc = document(
-            &ProcessSample::default(),
-            0.01234,
-            Duration::from_secs(61),
-            2,
-            &json!({"q": 1}),
-        );
-        assert_eq!(doc["cpu_share"], 0.012);
-        assert_eq!(doc["uptime_s"], 61);
+        let sample = ProcessSample {
+            rss_bytes: 5 * RSS_GRAIN + RSS_GRAIN / 3,
+            ..ProcessSample::default()
+        };
+        let doc = document(&sample, 0.01734, 1_000, 2, &json!({"q": 1}));
+        assert_eq!(doc["cpu_share"], 0.02);
+        assert_eq!(doc["rss_bytes"], 5 * RSS_GRAIN);
+        assert_eq!(with_uptime(doc.clone(), 62_500)["uptime_s"], 61);
         assert_eq!(doc["load"]["q"], 1);
         assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
     }
