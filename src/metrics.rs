@@ -12,7 +12,7 @@
 //!
 //! The probe round-trip histogram is kept by the core in fixed buckets and rendered here as text
 //! ([`render_rtt`]), because the exporter's histograms take raw samples, not buckets.
-//! The README's "Metrics" section lists every series with its meaning.
+//! docs/api.md#metrics lists every series with its meaning.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

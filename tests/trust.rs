@@ -2,7 +2,7 @@
 //! loopback address against real `meshd agent` processes, once in the clear and once with a
 //! cluster key (`--encrypt-key`). Each attack asserts what must hold with a key (and, where the
 //! core defends itself regardless, without one) and prints one `MEASURED attack:` line with both
-//! outcomes: the attack table of the README's Security section.
+//! outcomes: the attack table of docs/security.md ("Without a key").
 //!
 //! Every wait is bounded by a deadline; every process is killed by PID when its `Node` drops.
 
