@@ -5,11 +5,13 @@
 //!
 //! A task beside the driver samples the process from `/proc` (Linux; zeros elsewhere) and
 //! writes through the driver's command channel like any API write. Every write is gossiped to
-//! every node (~700 B per node at N = 100), so the document is rounded (memory to the MiB, CPU
-//! to the percent, a start time instead of an uptime) and written only when it changed, or
-//! as a refresh every [`refresh_period`], which grows with the cluster so the whole cluster
-//! refreshes about two vitals a second at most. The leader also deletes the vitals of names
-//! that are no longer members, so the store does not keep every node that ever lived.
+//! every node (~700 B per node at N = 100, against ~40 B/s of membership traffic), so vitals
+//! are sampled every interval but written only when they changed materially ([`material`]:
+//! memory by 4 MiB or a tenth, CPU by 5 points, anything else at all), or as a refresh every
+//! [`refresh_period`] (10 minutes, and 6 s per member, so a whole cluster refreshes one vitals
+//! every 6 s at most). The first write comes at a random point of the first interval, so a
+//! cluster started at once does not write all at once. The leader also deletes the vitals of
+//! names that are no longer members, so the store does not keep every node that ever lived.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -30,12 +32,18 @@ pub const MAX_LOAD_FIELDS: usize = 16;
 pub const MAX_LOAD_NAME_CHARS: usize = 64;
 /// Longest string value of a load object, in characters.
 pub const MAX_LOAD_STRING_CHARS: usize = 128;
-/// When the first vitals go out after start (at the latest).
+/// The first vitals go out at a random point of the first interval, but not before this.
 const FIRST_AFTER: Duration = Duration::from_secs(1);
-/// Unchanged vitals are written again after this many intervals at least…
-const REFRESH_INTERVALS: u32 = 6;
-/// …and at least this long per member, so N nodes refresh at most N / (N × 0.6 s) a second.
-const REFRESH_PER_MEMBER: Duration = Duration::from_millis(600);
+/// Unchanged vitals are written again after this long at least…
+const REFRESH_MIN: Duration = Duration::from_secs(600);
+/// …and at least this long per member, so N nodes refresh one vitals every 6 s at most.
+const REFRESH_PER_MEMBER: Duration = Duration::from_secs(6);
+/// A change of resident memory worth a write: this many bytes, or [`RSS_SHARE`] of it.
+const RSS_STEP: u64 = 4 << 20;
+/// A change of resident memory worth a write, as a share of the last value written.
+const RSS_SHARE: f64 = 0.1;
+/// A change of CPU share worth a write.
+const CPU_STEP: f64 = 0.05;
 /// Resident memory is published to the MiB: finer moves every sample and every write costs
 /// the whole cluster.
 const RSS_GRAIN: u64 = 1 << 20;
@@ -113,9 +121,28 @@ pub fn document(
 }
 
 /// How long unchanged vitals go without a refresh in a cluster of `members`.
-pub fn refresh_period(interval: Duration, members: usize) -> Duration {
+pub fn refresh_period(members: usize) -> Duration {
     let per_member = REFRESH_PER_MEMBER.saturating_mul(u32::try_from(members).unwrap_or(u32::MAX));
-    interval.saturating_mul(REFRESH_INTERVALS).max(per_member)
+    REFRESH_MIN.max(per_member)
+}
+
+/// True when `now` differs from `last` enough to tell everyone: memory by [`RSS_STEP`] or
+/// [`RSS_SHARE`], CPU by [`CPU_STEP`], any other field at all.
+pub fn material(last: &Value, now: &Value) -> bool {
+    let number = |doc: &Value, key: &str| doc.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    let (rss_then, rss_now) = (number(last, "rss_bytes"), number(now, "rss_bytes"));
+    let rss_moved = (rss_now - rss_then).abs() >= (RSS_STEP as f64).min(rss_then * RSS_SHARE);
+    let cpu_moved = (number(now, "cpu_share") - number(last, "cpu_share")).abs() >= CPU_STEP;
+    let others_differ = match (last.as_object(), now.as_object()) {
+        (Some(a), Some(b)) => {
+            let skip = |k: &String| k != "rss_bytes" && k != "cpu_share";
+            let a: Vec<_> = a.iter().filter(|(k, _)| skip(k)).collect();
+            let b: Vec<_> = b.iter().filter(|(k, _)| skip(k)).collect();
+            a != b
+        }
+        _ => last != now,
+    };
+    rss_moved || cpu_moved || others_differ
 }
 
 /// What was last written, to write only changes and refreshes.
@@ -125,11 +152,14 @@ pub struct Cadence {
 }
 
 impl Cadence {
-    /// True when `doc` should be written at `now`: the first, a change, or a refresh due.
+    /// True when `doc` should be written at `now`: the first, a [`material`] change, or a
+    /// refresh due.
     pub fn due(&self, doc: &Value, now: Instant, refresh: Duration) -> bool {
         match &self.last {
             None => true,
-            Some((last, at)) => last != doc || now.saturating_duration_since(*at) >= refresh,
+            Some((last, at)) => {
+                material(last, doc) || now.saturating_duration_since(*at) >= refresh
+            }
         }
     }
 
@@ -233,7 +263,8 @@ pub async fn run(
     let mut cadence = Cadence::default();
     let mut warned = false;
     // The first vitals soon after start, so a new node does not show blank for an interval.
-    let mut due = tokio::time::Instant::now() + interval.min(FIRST_AFTER);
+    let first = interval.mul_f64((super::entropy::random_u64() % 1000) as f64 / 1000.0);
+    let mut due = tokio::time::Instant::now() + first.max(FIRST_AFTER.min(interval));
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
@@ -267,7 +298,7 @@ pub async fn run(
             health,
             &load.borrow().clone(),
         );
-        if cadence.due(&doc, now, refresh_period(interval, members.len())) {
+        if cadence.due(&doc, now, refresh_period(members.len())) {
             let op = Op::Put(doc.to_string().into_bytes());
             let outcome = write(&commands, name.clone(), op).await;
             if matches!(outcome, Some(Ok(()))) {
@@ -372,25 +403,25 @@ mod tests {
     #[test]
     fn vitals_are_written_when_they_change_or_a_refresh_is_due() {
         let t0 = Instant::now();
-        let refresh = refresh_period(Duration::from_secs(10), 3);
-        assert_eq!(refresh, Duration::from_secs(60));
-        assert_eq!(
-            refresh_period(Duration::from_secs(10), 1000),
-            Duration::from_secs(600)
-        );
+        let refresh = refresh_period(3);
+        assert_eq!(refresh, Duration::from_secs(600));
+        assert_eq!(refresh_period(1000), Duration::from_secs(6000));
         let mut cadence = Cadence::default();
-        let doc = json!({"rss_bytes": 1});
+        let mib = 1u64 << 20;
+        let doc = json!({"rss_bytes": 20 * mib, "cpu_share": 0.01, "health_score": 0});
         assert!(cadence.due(&doc, t0, refresh), "the first");
         cadence.written(doc.clone(), t0);
-        assert!(!cadence.due(&doc, t0 + Duration::from_secs(59), refresh));
-        assert!(
-            cadence.due(&json!({"rss_bytes": 2}), t0, refresh),
-            "a change"
-        );
-        assert!(
-            cadence.due(&doc, t0 + Duration::from_secs(60), refresh),
-            "a refresh"
-        );
+        let later = t0 + Duration::from_secs(599);
+        let small = json!({"rss_bytes": 21 * mib, "cpu_share": 0.05, "health_score": 0});
+        assert!(!cadence.due(&small, later, refresh), "small moves wait");
+        let more_rss = json!({"rss_bytes": 24 * mib, "cpu_share": 0.01, "health_score": 0});
+        assert!(cadence.due(&more_rss, later, refresh), "4 MiB more");
+        let busy = json!({"rss_bytes": 20 * mib, "cpu_share": 0.07, "health_score": 0});
+        assert!(cadence.due(&busy, later, refresh), "5 points of CPU");
+        let sick = json!({"rss_bytes": 20 * mib, "cpu_share": 0.01, "health_score": 1});
+        assert!(cadence.due(&sick, later, refresh), "any other field");
+        let refreshed = t0 + Duration::from_secs(600);
+        assert!(cadence.due(&doc, refreshed, refresh), "a refresh");
     }
 
     #[test]
