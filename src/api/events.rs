@@ -80,8 +80,7 @@ fn wants_stores(query: Option<&str>) -> Result<bool, ApiError> {
 
 /// The `snapshot` (or `resync`) event: the status document and the last event it holds.
 fn snapshot_event(snapshot: &Snapshot, resync: bool) -> Event {
-    let no_vitals = status::Vitals::new();
-    let mut body = serde_json::to_value(status::status(snapshot, &no_vitals, Instant::now()))
+    let mut body = serde_json::to_value(status::status(snapshot, Instant::now()))
         .unwrap_or_else(|_| json!({}));
     if let Value::Object(fields) = &mut body {
         fields.insert("last_event_seq".into(), snapshot.last_event_seq.into());

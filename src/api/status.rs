@@ -1,18 +1,17 @@
 //! `GET /ha/status`: every member with its state, in SMG's shape plus our fields.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use super::{stores, ApiState};
+use super::ApiState;
 use crate::runtime::events::state_name;
-use crate::runtime::replication::{self, StoreAnswer, StoreQuery};
-use crate::runtime::{vitals, Command, Snapshot};
+use crate::runtime::replication;
+use crate::runtime::{vitals, Snapshot};
 use crate::swim::{MemberState, MemberView};
 
 /// The status document.
@@ -66,7 +65,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn node(member: &MemberView, snapshot: &Snapshot, vitals: &Vitals, now: Instant) -> Node {
+fn node(member: &MemberView, snapshot: &Snapshot, wall_now_ms: u64, now: Instant) -> Node {
     let since = now.saturating_duration_since(member.since);
     let last_heartbeat_ms = if member.is_local {
         Some(0)
@@ -76,7 +75,10 @@ fn node(member: &MemberView, snapshot: &Snapshot, vitals: &Vitals, now: Instant)
     };
     Node {
         last_heartbeat_ms,
-        vitals: vitals.get(&member.name).cloned(),
+        vitals: snapshot
+            .vitals
+            .get(&member.name)
+            .map(|doc| vitals::with_uptime(doc.clone(), wall_now_ms)),
         name: member.name.clone(),
         address: member.addr.to_string(),
         status: (member.state as u8).to_string(),
@@ -90,16 +92,13 @@ fn node(member: &MemberView, snapshot: &Snapshot, vitals: &Vitals, now: Instant)
     }
 }
 
-/// Every member's vitals by name (the JSON values of the store `nodes`).
-pub type Vitals = HashMap<String, Value>;
-
-/// Builds the status document from a snapshot and the vitals as of `now`; nodes sorted by
-/// name.
-pub fn status(snapshot: &Snapshot, vitals: &Vitals, now: Instant) -> Status {
+/// Builds the status document from a snapshot as of `now`; nodes sorted by name.
+pub fn status(snapshot: &Snapshot, now: Instant) -> Status {
+    let wall_now_ms = replication::wall_ms();
     let mut nodes: Vec<Node> = snapshot
         .members
         .iter()
-        .map(|m| node(m, snapshot, vitals, now))
+        .map(|m| node(m, snapshot, wall_now_ms, now))
         .collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Status {
@@ -120,34 +119,8 @@ pub fn status(snapshot: &Snapshot, vitals: &Vitals, now: Instant) -> Status {
     }
 }
 
-/// Reads every member's vitals through the driver (none once it is gone).
-pub async fn read_vitals(commands: &mpsc::Sender<Command>) -> Vitals {
-    let query = StoreQuery::Entries(vitals::STORE.to_string());
-    match stores::send_read(commands, query).await {
-        Some(StoreAnswer::Entries {
-            entries: Some((_, entries)),
-            ..
-        }) => entries
-            .into_iter()
-            .map(|e| {
-                let doc = stores::json_value(&e.value);
-                (e.key, vitals::with_uptime(doc, replication::wall_ms()))
-            })
-            .collect(),
-        _ => Vitals::new(),
-    }
-}
-
-/// Longest `/ha/status` waits for the vitals: a driver too busy to answer in time costs the
-/// answer its vitals, never the answer.
-const VITALS_WAIT: Duration = Duration::from_millis(500);
-
 /// Handler.
 pub async fn get(State(state): State<ApiState>) -> Json<Status> {
-    let vitals = tokio::time::timeout(VITALS_WAIT, read_vitals(&state.commands))
-        .await
-        .unwrap_or_default();
     // Ages are measured at request time, not snapshot time, so they never lag behind.
-    let snapshot = state.snapshots.borrow().clone();
-    Json(status(&snapshot, &vitals, Instant::now()))
+    Json(status(&state.snapshots.borrow(), Instant::now()))
 }

@@ -203,6 +203,8 @@ pub struct Driver {
     /// When each member was last heard from, and the store changes that tell of its vitals.
     heartbeats: Heartbeats,
     store_changes: broadcast::Receiver<Arc<StoreEvent>>,
+    /// Every member's vitals, copied out of the store `nodes` for the snapshot.
+    vitals: vitals::VitalsBook,
     /// Datagrams that did not open since the last warning about them, and when it was.
     rejected_since_warning: u64,
     last_reject_warning: Option<Instant>,
@@ -226,6 +228,7 @@ impl Driver {
         Driver {
             heartbeats,
             store_changes,
+            vitals: vitals::VitalsBook::default(),
             leader,
             leader_since: Instant::now(),
             core,
@@ -741,12 +744,20 @@ impl Driver {
         loop {
             let event = match self.store_changes.try_recv() {
                 Ok(event) => event,
-                // Missed changes only leave some heartbeats older than they could be.
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                // Missed changes only leave some heartbeats older than they could be; the
+                // vitals are read again from the store.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    self.vitals.changed();
+                    continue;
+                }
                 Err(_) => return,
             };
             let change = &event.change;
-            if change.store != vitals::STORE || change.local || change.value.is_none() {
+            if change.store != vitals::STORE {
+                continue;
+            }
+            self.vitals.changed();
+            if change.local || change.value.is_none() {
                 continue;
             }
             if let Some(version) = &change.version {
@@ -796,6 +807,7 @@ impl Driver {
             leader: self.leader.clone(),
             leader_since: self.leader_since,
             last_heard: self.heartbeats.view(now),
+            vitals: self.vitals.view(now, &self.replication),
         };
         self.io.snapshots.send_replace(snapshot);
         self.last_publish = Some(now);

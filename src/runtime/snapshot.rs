@@ -99,6 +99,9 @@ pub struct Snapshot {
     /// When this node last heard from each member, directly or by its gossiped vitals
     /// (refreshed once a second; members never heard from are absent).
     pub last_heard: Arc<HashMap<String, Instant>>,
+    /// Every member's vitals (the JSON documents of the store `nodes`, refreshed at most once a
+    /// second), by name.
+    pub vitals: Arc<HashMap<String, serde_json::Value>>,
 }
 
 impl Snapshot {
@@ -108,6 +111,7 @@ impl Snapshot {
             leader: coordination::leader([&local], None),
             leader_since: taken_at,
             last_heard: Arc::default(),
+            vitals: Arc::default(),
             members: Arc::new([local.clone()]),
             local,
             stats: Stats::default(),

@@ -13,14 +13,15 @@
 //! cluster started at once does not write all at once. The leader also deletes the vitals of
 //! names that are no longer members, so the store does not keep every node that ever lived.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::driver::Command;
-use super::replication::{StoreAnswer, StoreQuery};
+use super::replication::{Replication, StoreAnswer, StoreQuery};
 use super::Snapshot;
 use crate::store::Op;
 
@@ -246,6 +247,56 @@ impl std::fmt::Display for LoadError {
                 Escaped(name)
             ),
         }
+    }
+}
+
+/// Every member's vitals as the snapshot carries them: read again from the store, at most once
+/// a second, after a change of the store `nodes`, so the API answers from the snapshot without
+/// asking the driver.
+#[derive(Debug, Default)]
+pub struct VitalsBook {
+    dirty: bool,
+    copied_at: Option<Instant>,
+    published: Arc<HashMap<String, Value>>,
+}
+
+impl VitalsBook {
+    /// The store `nodes` changed (or changes were missed).
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The vitals by name, read again from `replication` if they changed and the last copy is a
+    /// second old.
+    pub fn view(&mut self, now: Instant, replication: &Replication) -> Arc<HashMap<String, Value>> {
+        let fresh = self
+            .copied_at
+            .is_some_and(|at| now.saturating_duration_since(at) < super::heartbeats::COPY_EVERY);
+        if self.dirty && !fresh {
+            self.dirty = false;
+            self.copied_at = Some(now);
+            let answer = replication.read(StoreQuery::Entries(STORE.to_string()));
+            let docs = match answer {
+                StoreAnswer::Entries {
+                    entries: Some((_, entries)),
+                    ..
+                } => entries
+                    .into_iter()
+                    .filter_map(|e| Some((e.key, parse(&e.value)?)))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+            self.published = Arc::new(docs);
+        }
+        self.published.clone()
+    }
+}
+
+/// A vitals document from its stored value (`None` for anything but JSON).
+fn parse(value: &crate::store::Value) -> Option<Value> {
+    match value {
+        crate::store::Value::Json(text) => serde_json::from_slice(text).ok(),
+        _ => None,
     }
 }
 
