@@ -7,10 +7,10 @@
 //! writes through the driver's command channel like any API write. Every write is gossiped to
 //! every node (~700 B per node at N = 100, against ~40 B/s of membership traffic), so vitals
 //! are sampled every interval but written only when they changed materially ([`material`]:
-//! memory by 4 MiB or a tenth, CPU by 5 points, anything else at all), or as a refresh every
-//! [`refresh_period`] (10 minutes, and 6 s per member, so a whole cluster refreshes one vitals
-//! every 6 s at most). The first write comes at a random point of the first interval, so a
-//! cluster started at once does not write all at once. The leader also deletes the vitals of
+//! memory by 4 MiB or a tenth, CPU by 5 points, anything else at all): an idle cluster writes
+//! none, and vitals never go stale, since what was written is still true within those steps.
+//! The first write comes at a random point of the first interval, so a cluster started at once
+//! does not write all at once. The leader also deletes the vitals of
 //! names that are no longer members, so the store does not keep every node that ever lived.
 
 use std::collections::{HashMap, HashSet};
@@ -35,10 +35,6 @@ pub const MAX_LOAD_NAME_CHARS: usize = 64;
 pub const MAX_LOAD_STRING_CHARS: usize = 128;
 /// The first vitals go out at a random point of the first interval, but not before this.
 const FIRST_AFTER: Duration = Duration::from_secs(1);
-/// Unchanged vitals are written again after this long at least…
-const REFRESH_MIN: Duration = Duration::from_secs(600);
-/// …and at least this long per member, so N nodes refresh one vitals every 6 s at most.
-const REFRESH_PER_MEMBER: Duration = Duration::from_secs(6);
 /// A change of resident memory worth a write: this many bytes, or [`RSS_SHARE`] of it.
 const RSS_STEP: u64 = 4 << 20;
 /// A change of resident memory worth a write, as a share of the last value written.
@@ -121,12 +117,6 @@ pub fn document(
     })
 }
 
-/// How long unchanged vitals go without a refresh in a cluster of `members`.
-pub fn refresh_period(members: usize) -> Duration {
-    let per_member = REFRESH_PER_MEMBER.saturating_mul(u32::try_from(members).unwrap_or(u32::MAX));
-    REFRESH_MIN.max(per_member)
-}
-
 /// True when `now` differs from `last` enough to tell everyone: memory by [`RSS_STEP`] or
 /// [`RSS_SHARE`], CPU by [`CPU_STEP`], any other field at all.
 pub fn material(last: &Value, now: &Value) -> bool {
@@ -146,27 +136,21 @@ pub fn material(last: &Value, now: &Value) -> bool {
     rss_moved || cpu_moved || others_differ
 }
 
-/// What was last written, to write only changes and refreshes.
+/// What was last written, to write only material changes.
 #[derive(Debug, Default)]
 pub struct Cadence {
-    last: Option<(Value, Instant)>,
+    last: Option<Value>,
 }
 
 impl Cadence {
-    /// True when `doc` should be written at `now`: the first, a [`material`] change, or a
-    /// refresh due.
-    pub fn due(&self, doc: &Value, now: Instant, refresh: Duration) -> bool {
-        match &self.last {
-            None => true,
-            Some((last, at)) => {
-                material(last, doc) || now.saturating_duration_since(*at) >= refresh
-            }
-        }
+    /// True when `doc` should be written: the first, or a [`material`] change.
+    pub fn due(&self, doc: &Value) -> bool {
+        self.last.as_ref().is_none_or(|last| material(last, doc))
     }
 
-    /// Notes that `doc` was written at `now`.
-    pub fn written(&mut self, doc: Value, now: Instant) {
-        self.last = Some((doc, now));
+    /// Notes that `doc` was written.
+    pub fn written(&mut self, doc: Value) {
+        self.last = Some(doc);
     }
 }
 
@@ -349,11 +333,11 @@ pub async fn run(
             health,
             &load.borrow().clone(),
         );
-        if cadence.due(&doc, now, refresh_period(members.len())) {
+        if cadence.due(&doc) {
             let op = Op::Put(doc.to_string().into_bytes());
             let outcome = write(&commands, name.clone(), op).await;
             if matches!(outcome, Some(Ok(()))) {
-                cadence.written(doc, now);
+                cadence.written(doc);
             }
             if !report(outcome, &mut warned) {
                 return;
@@ -452,27 +436,21 @@ mod tests {
     }
 
     #[test]
-    fn vitals_are_written_when_they_change_or_a_refresh_is_due() {
-        let t0 = Instant::now();
-        let refresh = refresh_period(3);
-        assert_eq!(refresh, Duration::from_secs(600));
-        assert_eq!(refresh_period(1000), Duration::from_secs(6000));
+    fn vitals_are_written_first_and_then_only_on_a_material_change() {
         let mut cadence = Cadence::default();
         let mib = 1u64 << 20;
         let doc = json!({"rss_bytes": 20 * mib, "cpu_share": 0.01, "health_score": 0});
-        assert!(cadence.due(&doc, t0, refresh), "the first");
-        cadence.written(doc.clone(), t0);
-        let later = t0 + Duration::from_secs(599);
+        assert!(cadence.due(&doc), "the first");
+        cadence.written(doc.clone());
+        assert!(!cadence.due(&doc), "unchanged");
         let small = json!({"rss_bytes": 21 * mib, "cpu_share": 0.05, "health_score": 0});
-        assert!(!cadence.due(&small, later, refresh), "small moves wait");
+        assert!(!cadence.due(&small), "small moves wait");
         let more_rss = json!({"rss_bytes": 24 * mib, "cpu_share": 0.01, "health_score": 0});
-        assert!(cadence.due(&more_rss, later, refresh), "4 MiB more");
+        assert!(cadence.due(&more_rss), "4 MiB more");
         let busy = json!({"rss_bytes": 20 * mib, "cpu_share": 0.07, "health_score": 0});
-        assert!(cadence.due(&busy, later, refresh), "5 points of CPU");
+        assert!(cadence.due(&busy), "5 points of CPU");
         let sick = json!({"rss_bytes": 20 * mib, "cpu_share": 0.01, "health_score": 1});
-        assert!(cadence.due(&sick, later, refresh), "any other field");
-        let refreshed = t0 + Duration::from_secs(600);
-        assert!(cadence.due(&doc, refreshed, refresh), "a refresh");
+        assert!(cadence.due(&sick), "any other field");
     }
 
     #[test]
