@@ -238,10 +238,11 @@ fn start_stores(
     events: broadcast::Sender<Arc<StoreEvent>>,
 ) -> Result<Replication, String> {
     let now_ms = replication::wall_ms();
-    let config = StoreConfig {
+    let mut config = StoreConfig {
         persist: data_dir.is_some(),
         ..config
     };
+    config.unrelayed.push(vitals::STORE.to_string());
     let mut stores = Stores::new(config, name, now_ms);
     let persister = match data_dir {
         None => None,

@@ -38,6 +38,11 @@ pub struct StoreConfig {
     /// The caller keeps the stores on disk: changed keys are handed out by
     /// [`Stores::poll_persist`] (otherwise nothing is).
     pub persist: bool,
+    /// Stores whose deltas learned from others are not gossiped on: the writer's direct send
+    /// (to every member up to SWIM's announce fan-out) and its own gossip carry them, and
+    /// anti-entropy repairs what those missed. Relaying costs ~10× the bytes at N = 100; for
+    /// bulky state of one writer per key (the runtime's vitals) the repair delay is worth it.
+    pub unrelayed: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -50,6 +55,7 @@ impl Default for StoreConfig {
             sync_interval_ms: 10_000,
             collect_interval_ms: 60_000,
             persist: false,
+            unrelayed: Vec::new(),
         }
     }
 }
@@ -515,8 +521,9 @@ impl Stores {
                 return 0;
             }
         };
-        let applied = self.merge_wire(now_ms, deltas.entries);
+        let mut applied = self.merge_wire(now_ms, deltas.entries);
         let count = applied.len();
+        applied.retain(|entry| !self.config.unrelayed.contains(&entry.store));
         if !applied.is_empty() {
             self.push_broadcast(codec::encode_deltas(applied), false);
         }

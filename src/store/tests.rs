@@ -413,3 +413,29 @@ fn persisted_entries_load_quietly_and_later_writes_order_after_them() {
     let (loaded, errors) = second.load(10, [&b"junk"[..]]);
     assert_eq!((loaded, errors.len()), (0, 1));
 }
+
+#[test]
+fn deltas_of_an_unrelayed_store_are_merged_but_not_gossiped_on() {
+    let mut writer = Stores::new(StoreConfig::default(), "w", 1);
+    writer
+        .write(100, "nodes", "w", Op::Put(b"{\"rss\":1}".to_vec()))
+        .expect("put");
+    writer
+        .write(100, "workers", "a", Op::Put(b"1".to_vec()))
+        .expect("put");
+    writer.handle_timeout(110);
+    let payload = writer.poll_broadcast().expect("one payload").payload;
+    let config = StoreConfig {
+        unrelayed: vec!["nodes".into()],
+        ..StoreConfig::default()
+    };
+    let mut other = Stores::new(config, "o", 1);
+    assert_eq!(other.handle_payload(120, &payload), 2, "both merged");
+    assert!(other.view("nodes", "w").is_some());
+    let relayed = other.poll_broadcast().expect("the workers delta goes on");
+    let entries = codec::decode_deltas(&relayed.payload)
+        .expect("decodes")
+        .entries;
+    let stores: Vec<&str> = entries.iter().map(|e| e.store.as_str()).collect();
+    assert_eq!(stores, ["workers"]);
+}
