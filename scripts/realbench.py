@@ -3,7 +3,8 @@
 
 Usage:
     python3 scripts/realbench.py [--nodes 100,200] [--runs 3] [--binary target/release/meshd]
-                                 [--quiet 30] [--seed S] [--encrypt] [--crash-only-500]
+                                 [--quiet 30] [--settle 0] [--seed S] [--encrypt]
+                                 [--crash-only-500]
 
 --encrypt gives every agent the same cluster key (MESHD_ENCRYPT_KEY, made with `meshd keygen`).
 
@@ -219,7 +220,7 @@ class Cluster:
         return left
 
 
-def one_run(binary, n, quiet_s, rng, crash_only, key=None):
+def one_run(binary, n, quiet_s, rng, crash_only, key=None, settle_s=0.0):
     r = {"n": n}
     workdir = tempfile.mkdtemp(prefix=f"realbench-{n}-")
     c = Cluster(binary, n, workdir, key)
@@ -259,6 +260,9 @@ def one_run(binary, n, quiet_s, rng, crash_only, key=None):
 
         pids = {i: c.procs[i].pid for i in everyone}
         if not crash_only:
+            if settle_s > 0:
+                log(f"N={n}: settling {settle_s:.0f} s before the quiet window")
+                time.sleep(settle_s)
             log(f"N={n}: quiet window {quiet_s:.0f} s")
             before_status = poll_until(everyone, lambda i, b, t: True)[0]
             m0 = metrics_all(everyone)
@@ -418,6 +422,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary", default="target/release/meshd")
     ap.add_argument("--quiet", type=float, default=30.0, help="quiet window seconds (30)")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after convergence before the quiet window (0): past "
+                         "the agents' first vitals writes, for the steady state")
     ap.add_argument("--seed", type=int, default=None, help="random seed for victim choice")
     ap.add_argument("--encrypt", action="store_true",
                     help="every agent seals its gossip with one cluster key (from `meshd keygen`)")
@@ -459,7 +466,7 @@ def main():
         for n in sizes:
             for k in range(runs):
                 log(f"=== N={n} run {k + 1}/{runs}")
-                results[n].append(one_run(binary, n, a.quiet, rng, crash_only, key))
+                results[n].append(one_run(binary, n, a.quiet, rng, crash_only, key, a.settle))
                 time.sleep(2)  # let sockets of the killed processes go away
     except KeyboardInterrupt:
         log("interrupted: processes killed; table of the finished runs follows")

@@ -7,7 +7,8 @@
 //! writes through the driver's command channel like any API write. Every write is gossiped to
 //! every node (~700 B per node at N = 100, against ~40 B/s of membership traffic), so vitals
 //! are sampled every interval but written only when they changed materially ([`material`]:
-//! memory by 4 MiB or a tenth, CPU by 5 points, anything else at all): an idle cluster writes
+//! memory by the larger of 4 MiB and a tenth, CPU by 5 points, anything else at all): an idle
+//! cluster writes
 //! none, and vitals never go stale, since what was written is still true within those steps.
 //! The first write comes at a random point of the first interval, so a cluster started at once
 //! does not write all at once. The leader also deletes the vitals of
@@ -117,12 +118,12 @@ pub fn document(
     })
 }
 
-/// True when `now` differs from `last` enough to tell everyone: memory by [`RSS_STEP`] or
-/// [`RSS_SHARE`], CPU by [`CPU_STEP`], any other field at all.
+/// True when `now` differs from `last` enough to tell everyone: memory by the larger of
+/// [`RSS_STEP`] and [`RSS_SHARE`], CPU by [`CPU_STEP`], any other field at all.
 pub fn material(last: &Value, now: &Value) -> bool {
     let number = |doc: &Value, key: &str| doc.get(key).and_then(Value::as_f64).unwrap_or(0.0);
     let (rss_then, rss_now) = (number(last, "rss_bytes"), number(now, "rss_bytes"));
-    let rss_moved = (rss_now - rss_then).abs() >= (RSS_STEP as f64).min(rss_then * RSS_SHARE);
+    let rss_moved = (rss_now - rss_then).abs() >= (RSS_STEP as f64).max(rss_then * RSS_SHARE);
     let cpu_moved = (number(now, "cpu_share") - number(last, "cpu_share")).abs() >= CPU_STEP;
     let others_differ = match (last.as_object(), now.as_object()) {
         (Some(a), Some(b)) => {
