@@ -20,7 +20,8 @@ use tokio_stream::StreamExt;
 use super::store_watch::{self, WatchItem};
 use super::{body_of, ApiError, ApiState, PathOf};
 use crate::runtime::replication::{StoreAnswer, StoreQuery, StoreWriteError};
-use crate::runtime::Command;
+use crate::runtime::{vitals, Command};
+use crate::store::limits::StoreLimitError;
 use crate::store::{Change, EntryView, Kind, Op, StoreSummary, Value, WriteError, Written};
 
 /// `GET /ha/stores`.
@@ -334,9 +335,9 @@ async fn apply(state: &ApiState, store: String, key: String, op: Op) -> Result<W
         Ok(view) => Ok(view),
         Err(None) => Err(unavailable()),
         Err(Some(StoreWriteError::Refused(WriteError::NotFound))) => Err(not_found(&s, &k)),
-        Err(Some(StoreWriteError::Refused(e @ WriteError::WrongKind { .. }))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
+        Err(Some(StoreWriteError::Refused(
+            e @ (WriteError::WrongKind { .. } | WriteError::Limit(StoreLimitError::Reserved(_))),
+        ))) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
         Err(Some(StoreWriteError::Refused(WriteError::Limit(e)))) => {
             let status = if e.is_size() {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -359,6 +360,11 @@ pub async fn send_write(
     key: String,
     op: Op,
 ) -> Result<Written, Option<StoreWriteError>> {
+    // Each node's vitals are its own to write: through the API anyone could forge another's.
+    if store == vitals::STORE {
+        let reserved = StoreLimitError::Reserved(vitals::STORE);
+        return Err(Some(StoreWriteError::Refused(WriteError::Limit(reserved))));
+    }
     let (reply, answer) = oneshot::channel();
     let command = Command::StoreWrite {
         store,

@@ -426,3 +426,26 @@ async fn the_gateway_load_is_a_small_object_from_a_permitted_caller() {
         "a refused load changes nothing"
     );
 }
+
+#[tokio::test]
+async fn the_vitals_store_is_not_writable_through_the_api() {
+    let json = ("Content-Type", "application/json");
+    let (state, mut rx, _keep) = state_with(crate::api::Access::loopback_only());
+    let (code, body) = call_as(
+        state,
+        "127.0.0.1:5000",
+        "PUT",
+        "/ha/stores/nodes/n2",
+        &[json],
+        r#"{"value": {"rss_bytes": 1}}"#,
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("written by meshd itself")),
+        "{body}"
+    );
+    assert!(rx.try_recv().is_err(), "nothing reached the driver");
+}

@@ -111,6 +111,8 @@ pub enum StoreLimitError {
     },
     /// An `lww` value that is not JSON.
     NotJson(String),
+    /// A store the daemon keeps itself (its name), not writable through the API.
+    Reserved(&'static str),
 }
 
 impl StoreLimitError {
@@ -135,7 +137,9 @@ impl StoreLimitError {
     pub fn reason(&self) -> &'static str {
         match self {
             StoreLimitError::Over { bound, .. } => bound.as_str(),
-            StoreLimitError::Empty(_) | StoreLimitError::BadChar { .. } => "invalid",
+            StoreLimitError::Empty(_)
+            | StoreLimitError::BadChar { .. }
+            | StoreLimitError::Reserved(_) => "invalid",
             StoreLimitError::NotJson(_) => "not_json",
         }
     }
@@ -178,6 +182,10 @@ impl fmt::Display for StoreLimitError {
                 write!(f, "{what} contains {found:?}; allowed: {allowed}")
             }
             StoreLimitError::NotJson(e) => write!(f, "value is not JSON: {e}"),
+            StoreLimitError::Reserved(store) => write!(
+                f,
+                "store {store} is written by meshd itself; write to another store"
+            ),
         }
     }
 }
