@@ -114,7 +114,9 @@ impl Harness {
                 harness.routers.push(router(ApiState {
                     snapshots,
                     commands,
+                    events: tokio::sync::broadcast::channel(16).0,
                     store_events: tokio::sync::broadcast::channel(16).0,
+                    load: watch::channel(serde_json::Value::Null).0,
                     access: Access::loopback_only(),
                     metrics: Default::default(),
                     server: Default::default(),
