@@ -318,14 +318,12 @@ pub async fn run(
         let current = sample();
         let share = cpu_share(&previous.0, &current, now - previous.1);
         previous = (current, now);
-        let (health, leads, members): (u32, bool, HashSet<String>) = {
+        // The member names are copied only at the leader, the one node that needs them.
+        let (health, members): (u32, Option<HashSet<String>>) = {
             let s = snapshots.borrow();
-            let members: HashSet<String> = s.members.iter().map(|m| m.name.clone()).collect();
-            (
-                s.health_score,
-                s.leader.leader.as_deref() == Some(&name),
-                members,
-            )
+            let leads = s.leader.leader.as_deref() == Some(&name);
+            let names = || s.members.iter().map(|m| m.name.clone()).collect();
+            (s.health_score, leads.then(names))
         };
         let doc = document(
             &current,
@@ -344,7 +342,7 @@ pub async fn run(
                 return;
             }
         }
-        if leads {
+        if let Some(members) = members {
             forget_departed(&commands, &members).await;
         }
     }

@@ -287,6 +287,16 @@ async fn http_and_grpc_share_one_port() {
     ));
 }
 
+/// The gRPC service over a real runtime, for loopback callers.
+fn loopback_service(runtime: &crate::runtime::Runtime) -> MembershipService {
+    MembershipService::new(
+        runtime.feed(),
+        runtime.store_events(),
+        runtime.commands(),
+        Access::loopback_only(),
+    )
+}
+
 /// A real runtime for a node "solo" on 127.0.0.1 with `meta`, alone (no seeds).
 async fn solo_runtime(meta: NodeMeta) -> crate::runtime::Runtime {
     use crate::runtime::{Runtime, RuntimeConfig};
@@ -322,12 +332,7 @@ async fn set_tags_through_the_driver_keeps_region_and_is_watched() {
         tags: tags(&[("old", "1")]),
     };
     let runtime = solo_runtime(meta).await;
-    let svc = MembershipService::new(
-        runtime.feed(),
-        runtime.store_events(),
-        runtime.commands(),
-        Access::loopback_only(),
-    );
+    let svc = loopback_service(&runtime);
     let mut snapshots = runtime.snapshots();
     tokio::time::timeout(
         WAIT,
@@ -490,12 +495,7 @@ async fn stores_service_writes_reads_and_watches_through_the_driver() {
 #[tokio::test]
 async fn leader_and_owner_through_the_driver() {
     let runtime = solo_runtime(NodeMeta::default()).await;
-    let svc = MembershipService::new(
-        runtime.feed(),
-        runtime.store_events(),
-        runtime.commands(),
-        Access::loopback_only(),
-    );
+    let svc = loopback_service(&runtime);
     let mut snapshots = runtime.snapshots();
     tokio::time::timeout(
         WAIT,
