@@ -23,6 +23,7 @@ mod store_watch;
 mod stores;
 #[cfg(test)]
 mod tests;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -101,6 +102,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ha/stores/{store}/{key}", get(stores::get))
         .route("/ha/workers", get(stores::smg_workers))
         .route("/ha/policies", get(stores::smg_policies))
+        .route("/ui", get(ui::page))
+        .route("/ui/{asset}", get(ui::asset))
         .merge(mutating)
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
