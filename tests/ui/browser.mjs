@@ -168,6 +168,14 @@ async function syntheticPage(browser) {
     await page.waitForFunction(() => document.querySelectorAll('#member-rows tr[data-member]').length === 1,
       null, { timeout: STEP_MS });
     await page.fill('#filter-name', '');
+    // The synthetic cluster spreads its members round-robin over 4 regions: 250 each.
+    await page.selectOption('#filter-region', 'us-east');
+    await page.waitForFunction(() => {
+      const regions = [...document.querySelectorAll('#member-rows td[data-col="region"]')].map((c) => c.textContent);
+      return regions.length === 100 && regions.every((r) => r === 'us-east')
+        && document.querySelector('#page-info')?.textContent.includes('250');
+    }, null, { timeout: STEP_MS });
+    await page.selectOption('#filter-region', '');
   });
   await step('grouping by region', async () => {
     await page.selectOption('#group-by', 'region');
