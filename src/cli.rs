@@ -230,8 +230,8 @@ pub struct AgentArgs {
     #[arg(long, env = "MESHD_STORE_TOMBSTONE_RETENTION", default_value = "1h",
           value_parser = positive_duration)]
     pub store_tombstone_retention: Duration,
-    /// How often the stores run anti-entropy with one random member, besides the exchanges
-    /// that membership's push-pulls start when two nodes' stores differ
+    /// How often this node sends one random member its stores' roots digest; a member whose
+    /// stores differ starts anti-entropy with it (push-pulls compare the stores too)
     #[arg(long, env = "MESHD_STORE_SYNC_INTERVAL", default_value = "10s",
           value_parser = positive_duration)]
     pub store_sync_interval: Duration,

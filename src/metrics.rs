@@ -405,6 +405,7 @@ fn record_stores(s: &StoreCounts) {
     counter!("meshd_store_entries_total", "result" => "received").absolute(stats.entries_received);
     counter!("meshd_store_entries_total", "result" => "applied").absolute(stats.entries_applied);
     counter!("meshd_store_payloads_sent_total").absolute(stats.payloads_sent);
+    counter!("meshd_store_digests_sent_total").absolute(stats.digests_sent);
     counter!("meshd_store_syncs_total").absolute(stats.syncs);
     counter!("meshd_store_sync_bytes_total").absolute(stats.sync_bytes);
     counter!("meshd_store_collected_total").absolute(stats.collected);

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use meshd::sim::{NetConfig, Sim};
+use meshd::sim::{NetConfig, Sim, SimEvent};
 use meshd::store::{EntryView, Op, StoreConfig};
-use meshd::swim::{Config, MemberState};
+use meshd::swim::{Config, Event, MemberState};
 
 const N: usize = 100;
 
@@ -188,4 +188,50 @@ fn the_same_seed_gives_the_same_stores_run() {
     assert!(!a.0.is_empty());
     assert_eq!(a, b, "a run is reproducible from its seed");
     assert_ne!(a.0, run(10).0, "and depends on it");
+}
+
+#[test]
+fn writes_gossip_missed_arrive_through_the_roots_digest() {
+    // Push-pull (which also compares the stores' roots) far beyond the test, so only the
+    // periodic digest can find what gossip missed.
+    let config = Config {
+        push_pull_interval: secs(3_600.0),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(6, config, NetConfig::default());
+    sim.enable_stores(StoreConfig::default());
+    let names: Vec<String> = (0..20).map(|i| format!("node-{i:03}")).collect();
+    for i in sim.add_converged(&names) {
+        sim.join(i, &[0]);
+    }
+    sim.run_for(secs(2.0), |_| {});
+    let deaf = 5;
+    sim.set_inbound_loss(deaf, 1.0);
+    for k in 0..6 {
+        write(&mut sim, 0, k);
+    }
+    // Long enough for gossip to give up on the writes, short of a DOWN verdict (a member back
+    // from DOWN would start an exchange of its own).
+    let deaf_name = sim.name(deaf).to_owned();
+    let mut held_down = false;
+    let mut watch = |e: &SimEvent| {
+        if let Event::Changed { member, .. } = &e.event {
+            held_down |= member.name == deaf_name && member.state == MemberState::Down;
+        }
+    };
+    sim.run_for(secs(2.0), &mut watch);
+    sim.set_inbound_loss(deaf, 0.0);
+    sim.run_for(secs(0.5), &mut watch);
+    assert!(!held_down, "node {deaf} was held DOWN");
+    assert!(
+        content(&sim, deaf).is_empty() && !content(&sim, 0).is_empty(),
+        "gossip should have missed node {deaf}"
+    );
+    let took = until_equal(&mut sim, secs(30.0)).expect("the digest found the difference");
+    let digests: u64 = (0..sim.len())
+        .filter_map(|i| sim.stores(i))
+        .map(|s| s.stats().digests_sent)
+        .sum();
+    assert!(digests > 0);
+    println!("what gossip missed reached node {deaf} {took:?} later ({digests} digests sent)");
 }

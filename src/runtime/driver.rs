@@ -321,7 +321,9 @@ impl Driver {
                 let now = Instant::now();
                 self.heartbeats.datagram_from(from, now);
                 self.core.handle_datagram(now, from, &plain);
-                self.replication.take_payloads(&mut self.core);
+                if let Some(peer) = self.replication.take_payloads(&mut self.core) {
+                    self.start_store_sync(peer);
+                }
             }
             Err(reason) => self.count_rejected(from, reason),
         }
@@ -620,9 +622,7 @@ impl Driver {
     /// Drains the core's outputs in contract order, then publishes a snapshot if due.
     async fn after_input(&mut self, force_publish: bool) {
         // The stores first: their payloads become SWIM datagrams below.
-        if let Some(peer) = self.replication.drain(&mut self.core, Instant::now()) {
-            self.start_store_sync(peer);
-        }
+        self.replication.drain(&mut self.core, Instant::now());
         self.note_vitals_heard();
         while let Some(transmit) = self.core.poll_transmit() {
             let bytes = self.trust.seal(transmit.dst, transmit.payload);

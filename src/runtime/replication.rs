@@ -147,12 +147,17 @@ impl Replication {
         }
     }
 
-    /// Merges the store payloads SWIM received.
-    pub fn take_payloads(&mut self, swim: &mut Swim) {
+    /// Merges the store payloads SWIM received. Returns a member whose roots digest said its
+    /// stores differ from ours: the caller starts an exchange with it.
+    pub fn take_payloads(&mut self, swim: &mut Swim) -> Option<SocketAddr> {
         let now_ms = wall_ms();
-        while let Some(payload) = swim.poll_payload() {
-            self.stores.handle_payload(now_ms, &payload);
+        let mut differing = None;
+        while let Some((from, payload)) = swim.poll_payload() {
+            if self.stores.handle_payload(now_ms, &payload).stores_differ {
+                differing = Some(from);
+            }
         }
+        differing
     }
 
     /// Answers a peer's anti-entropy step (`None`: it did not decode).
@@ -206,9 +211,9 @@ impl Replication {
     }
 
     /// Drains the stores' outputs after an input: payloads to SWIM, keys to disk (with the
-    /// writes waiting for them), changes to watchers. Returns a peer to start anti-entropy
-    /// with, when one is due.
-    pub fn drain(&mut self, swim: &mut Swim, now: Instant) -> Option<SocketAddr> {
+    /// writes waiting for them), changes to watchers, and when due our roots digest to a
+    /// random member (which starts an exchange with us if its stores differ).
+    pub fn drain(&mut self, swim: &mut Swim, now: Instant) {
         while let Some(b) = self.stores.poll_broadcast() {
             if !swim.broadcast_payload(now, b.payload, b.local) {
                 tracing::debug!("store payload too large for a datagram; left to anti-entropy");
@@ -230,9 +235,10 @@ impl Replication {
             }));
         }
         if self.stores.poll_sync() {
-            swim.random_peer()
-        } else {
-            None
+            // A digest rather than an exchange: stores that agree cost one small datagram, not
+            // a QUIC handshake (measured: ~560 B/s of QUIC per node with an exchange every 10 s).
+            let digest = self.stores.digest_payload();
+            swim.send_payload_to_random(&digest);
         }
     }
 

@@ -568,10 +568,17 @@ impl Sim {
         match input {
             Input::Datagram { from, payload } => {
                 core.handle_datagram(now, from, &payload);
+                let mut differing = None;
                 if let Some(stores) = stores.as_mut() {
-                    while let Some(payload) = core.poll_payload() {
-                        stores.handle_payload(now_ms, &payload);
+                    while let Some((sender, payload)) = core.poll_payload() {
+                        if stores.handle_payload(now_ms, &payload).stores_differ {
+                            differing = Some(sender);
+                        }
                     }
+                }
+                // A roots digest that is not ours: an exchange with its sender, as the driver.
+                if let Some(peer) = differing {
+                    self.start_store_sync(i, peer);
                 }
             }
             Input::StoreSyncRequest {

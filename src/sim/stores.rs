@@ -70,7 +70,7 @@ impl Sim {
     }
 
     /// Hands node `i`'s store outputs on: payloads to its SWIM core, changes to the record,
-    /// and an anti-entropy exchange with a random member when one is due.
+    /// and our roots digest to a random member when one is due (as the driver does).
     pub(super) fn drain_stores(&mut self, i: usize) {
         let now = self.instant(self.now);
         let at = self.now;
@@ -90,13 +90,9 @@ impl Sim {
                 change,
             });
         }
-        let peer = if stores.poll_sync() {
-            core.random_peer()
-        } else {
-            None
-        };
-        if let Some(peer) = peer {
-            self.start_store_sync(i, peer);
+        if stores.poll_sync() {
+            let digest = stores.digest_payload();
+            core.send_payload_to_random(&digest);
         }
     }
 

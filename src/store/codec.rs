@@ -122,7 +122,20 @@ pub fn decode_entry(bytes: &[u8], limits: &StoreLimits) -> Result<Entry, String>
 
 /// Encodes a gossip payload of deltas.
 pub fn encode_deltas(entries: Vec<wire::StoreEntry>) -> Vec<u8> {
-    wire::StoreDeltas { entries }.encode_to_vec()
+    wire::StoreDeltas {
+        entries,
+        roots_digest: None,
+    }
+    .encode_to_vec()
+}
+
+/// Encodes a roots digest as a gossip payload with no entries.
+pub fn encode_digest(digest: u64) -> Vec<u8> {
+    wire::StoreDeltas {
+        entries: Vec::new(),
+        roots_digest: Some(digest),
+    }
+    .encode_to_vec()
 }
 
 /// Why a store message from the network was dropped.

@@ -29,9 +29,10 @@ pub struct StoreConfig {
     /// A payload goes out at once when its deltas reach this many bytes (it must ride in one
     /// datagram beside a probe).
     pub payload_bytes: usize,
-    /// How often anti-entropy runs with one random member, besides the exchanges that the
-    /// store roots carried by membership's push-pulls start when they differ. A node without
-    /// stores does not start one (a peer with stores will).
+    /// How often the roots digest goes to one random member, which starts anti-entropy with
+    /// us if its stores differ (besides the exchanges that the store roots carried by
+    /// membership's push-pulls start). A node without stores sends none (a peer with stores
+    /// will, and it answers).
     pub sync_interval_ms: u64,
     /// How often tombstones are collected.
     pub collect_interval_ms: u64,
@@ -189,6 +190,16 @@ pub struct Persist {
     pub entry: Option<Vec<u8>>,
 }
 
+/// What one gossip payload did here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Entries that changed something here.
+    pub merged: usize,
+    /// The payload carried the sender's roots digest and it is not ours: an anti-entropy
+    /// exchange with the sender would repair something.
+    pub stores_differ: bool,
+}
+
 /// Running counters of the stores.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -204,6 +215,8 @@ pub struct StoreStats {
     pub entries_refused: BTreeMap<&'static str, u64>,
     /// Payloads handed to SWIM.
     pub payloads_sent: u64,
+    /// Roots digests sent to a random member (the periodic comparison).
+    pub digests_sent: u64,
     /// Anti-entropy exchanges this node started or served.
     pub syncs: u64,
     /// Bytes of anti-entropy messages sent and received.
@@ -511,23 +524,30 @@ impl Stores {
     }
 
     /// Merges a gossip payload (an encoded `StoreDeltas`) received at wall time `now_ms`. The
-    /// entries that changed something are handed out again as a payload to gossip on. Returns
-    /// how many entries changed something; entries that break a bound are refused and counted.
-    pub fn handle_payload(&mut self, now_ms: u64, payload: &[u8]) -> usize {
+    /// entries that changed something are handed out again as a payload to gossip on; entries
+    /// that break a bound are refused and counted. A payload carrying the sender's roots digest
+    /// (see [`Stores::digest_payload`]) is compared with ours.
+    pub fn handle_payload(&mut self, now_ms: u64, payload: &[u8]) -> Received {
         let deltas = match codec::decode_deltas(payload) {
             Ok(deltas) => deltas,
             Err(_) => {
                 self.count_refused("malformed");
-                return 0;
+                return Received::default();
             }
         };
         let mut applied = self.merge_wire(now_ms, deltas.entries);
-        let count = applied.len();
+        let merged = applied.len();
         applied.retain(|entry| !self.config.unrelayed.contains(&entry.store));
         if !applied.is_empty() {
             self.push_broadcast(codec::encode_deltas(applied), false);
         }
-        count
+        let stores_differ = deltas
+            .roots_digest
+            .is_some_and(|theirs| theirs != self.roots_digest());
+        Received {
+            merged,
+            stores_differ,
+        }
     }
 
     /// Merges entries from the network; returns those that changed something.
@@ -674,8 +694,8 @@ impl Stores {
         Some(Persist { store, key, entry })
     }
 
-    /// True once per `sync_interval`: the driver should run [`Stores::sync_start`] with a
-    /// random live member.
+    /// True once per `sync_interval`: the driver should send [`Stores::digest_payload`] to a
+    /// random live member, which starts an exchange with this node if its stores differ.
     pub fn poll_sync(&mut self) -> bool {
         std::mem::take(&mut self.sync_due)
     }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::codec::{self, MessageError};
 use super::crdt::Kind;
+use super::hash;
 use super::stores::Stores;
 use crate::wire;
 use crate::wire::store_sync::Step;
@@ -68,6 +69,29 @@ impl Stores {
             })
             .collect();
         wire::StoreRoots { stores }
+    }
+
+    /// One hash of every store's name, kind and root, in name order: two nodes whose stores
+    /// hold the same states have the same digest.
+    pub fn roots_digest(&self) -> u64 {
+        let per_store: Vec<[u8; 8]> = self
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                let root = t.root().to_le_bytes();
+                hash::hash(&[name.as_bytes(), t.kind().as_str().as_bytes(), &root]).to_le_bytes()
+            })
+            .collect();
+        let parts: Vec<&[u8]> = per_store.iter().map(|h| h.as_slice()).collect();
+        hash::hash(&parts)
+    }
+
+    /// The periodic comparison, as a gossip payload: our roots digest and no entries. Sent to
+    /// one random member (see [`Stores::poll_sync`]), whose [`Stores::handle_payload`] says
+    /// whether an exchange with us would repair something.
+    pub fn digest_payload(&mut self) -> Vec<u8> {
+        self.stats.digests_sent += 1;
+        codec::encode_digest(self.roots_digest())
     }
 
     /// Appends the roots to an encoded `PushPull` message (its field 5, as the keyring is

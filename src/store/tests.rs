@@ -343,14 +343,14 @@ fn local_writes_are_gathered_into_one_payload_and_changes_are_told() {
     // The three deltas of one key went out as one entry: another node takes it with one
     // change, and gossips it on.
     let mut other = Stores::new(StoreConfig::default(), "m", 1);
-    assert_eq!(other.handle_payload(120, &b.payload), 1);
+    assert_eq!(other.handle_payload(120, &b.payload).merged, 1);
     assert_eq!(
         other.view("c", "hits").map(|v| v.value),
         Some(Value::Count(6))
     );
     assert!(other.poll_broadcast().is_some_and(|b| !b.local));
     assert_eq!(
-        other.handle_payload(121, &b.payload),
+        other.handle_payload(121, &b.payload).merged,
         0,
         "a duplicate changes nothing"
     );
@@ -358,7 +358,7 @@ fn local_writes_are_gathered_into_one_payload_and_changes_are_told() {
         other.poll_broadcast().is_none(),
         "and is not gossiped again"
     );
-    assert_eq!(other.handle_payload(122, b"\xff\xff"), 0);
+    assert_eq!(other.handle_payload(122, b"\xff\xff").merged, 0);
     assert_eq!(other.stats().entries_refused.get("malformed"), Some(&1));
 }
 
@@ -430,7 +430,7 @@ fn deltas_of_an_unrelayed_store_are_merged_but_not_gossiped_on() {
         ..StoreConfig::default()
     };
     let mut other = Stores::new(config, "o", 1);
-    assert_eq!(other.handle_payload(120, &payload), 2, "both merged");
+    assert_eq!(other.handle_payload(120, &payload).merged, 2, "both merged");
     assert!(other.view("nodes", "w").is_some());
     let relayed = other.poll_broadcast().expect("the workers delta goes on");
     let entries = codec::decode_deltas(&relayed.payload)
@@ -438,4 +438,45 @@ fn deltas_of_an_unrelayed_store_are_merged_but_not_gossiped_on() {
         .entries;
     let stores: Vec<&str> = entries.iter().map(|e| e.store.as_str()).collect();
     assert_eq!(stores, ["workers"]);
+}
+
+#[test]
+fn a_roots_digest_tells_a_member_whether_its_stores_differ() {
+    let config = StoreConfig {
+        sync_interval_ms: 1_000,
+        ..StoreConfig::default()
+    };
+    let mut a = Stores::new(config.clone(), "a", 1);
+    let mut b = Stores::new(config, "b", 1);
+    assert_eq!(
+        a.roots_digest(),
+        b.roots_digest(),
+        "no stores on either side"
+    );
+
+    a.write(100, "kv", "k", Op::Put(b"1".to_vec()))
+        .expect("put");
+    a.handle_timeout(110);
+    let delta = a.poll_broadcast().expect("the write's payload").payload;
+    let digest = a.digest_payload();
+    let seen = b.handle_payload(120, &digest);
+    assert_eq!(seen.merged, 0, "a digest carries no entries");
+    assert!(seen.stores_differ, "b lacks a's write");
+    assert!(b.poll_broadcast().is_none(), "a digest is not gossiped on");
+
+    let merged = b.handle_payload(130, &delta);
+    assert_eq!(merged.merged, 1);
+    assert!(!merged.stores_differ, "deltas carry no digest");
+    assert_eq!(a.roots_digest(), b.roots_digest());
+    assert!(!b.handle_payload(140, &a.digest_payload()).stores_differ);
+    assert_eq!(a.stats().digests_sent, 2);
+
+    // Once per interval, and only with a store to compare.
+    assert!(!a.poll_sync(), "not due before the first interval");
+    a.handle_timeout(1_200);
+    assert!(a.poll_sync(), "due after an interval");
+    assert!(!a.poll_sync(), "once");
+    let mut empty = Stores::new(StoreConfig::default(), "e", 1);
+    empty.handle_timeout(60_000);
+    assert!(!empty.poll_sync(), "a node without stores sends no digest");
 }

@@ -52,7 +52,7 @@ impl Swim {
         // Judged before the datagram's own facts are merged, so a stranger cannot make itself
         // known with the very datagram it wants answered.
         let known = self.is_live_member_at(&sender, from);
-        self.take_payloads(known, datagram.payloads);
+        self.take_payloads(known, from, datagram.payloads);
         let mut corrections = Vec::new();
         let reason = ChangeReason::Gossip {
             from: sender.clone(),
@@ -109,13 +109,14 @@ impl Swim {
 
     /// Keeps the payloads of a datagram for `poll_payload` when its sender is a live member at
     /// the address it sent from; drops (and counts) those of anyone else.
-    fn take_payloads(&mut self, known: bool, payloads: Vec<Vec<u8>>) {
+    fn take_payloads(&mut self, known: bool, from: SocketAddr, payloads: Vec<Vec<u8>>) {
         if payloads.is_empty() {
             return;
         }
         if known {
             self.stats.payloads_received += payloads.len() as u64;
-            self.payload_inbox.extend(payloads);
+            self.payload_inbox
+                .extend(payloads.into_iter().map(|payload| (from, payload)));
         } else {
             self.stats.payloads_dropped += payloads.len() as u64;
         }

@@ -99,7 +99,7 @@ pub struct Swim {
     members: Members,
     broadcasts: BroadcastQueue,
     payloads: PayloadQueue,
-    payload_inbox: VecDeque<Vec<u8>>,
+    payload_inbox: VecDeque<(SocketAddr, Vec<u8>)>,
     timers: TimerTable,
     deadlines: DeadlineQueue,
     awareness: Awareness,
@@ -428,22 +428,27 @@ impl Swim {
         true
     }
 
-    /// Next payload of another core received from a member, if any.
-    pub fn poll_payload(&mut self) -> Option<Vec<u8>> {
+    /// Sends a payload of another core alone, in a datagram of its own, to one random
+    /// reachable member (the stores' periodic digest, which only that member is to compare).
+    /// Returns the member's address; `None` when there is no reachable member or the payload
+    /// is too large for a datagram.
+    pub fn send_payload_to_random(&mut self, payload: &[u8]) -> Option<SocketAddr> {
+        if payload.len() > payloads::MAX_PAYLOAD_BYTES {
+            return None;
+        }
+        let (name, addr) = self.pick(1, |m| is_reachable(m.state)).pop()?;
+        self.send(addr, Some(&name), None, Piggyback::Payload(payload));
+        Some(addr)
+    }
+
+    /// Next payload of another core received from a member, with the address it came from.
+    pub fn poll_payload(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.payload_inbox.pop_front()
     }
 
     /// Payloads waiting to be gossiped.
     pub fn pending_payloads(&self) -> usize {
         self.payloads.len()
-    }
-
-    /// A random reachable member other than this node, for an exchange the caller starts
-    /// (the stores' anti-entropy).
-    pub fn random_peer(&mut self) -> Option<SocketAddr> {
-        self.pick(1, |m| is_reachable(m.state))
-            .pop()
-            .map(|(_, addr)| addr)
     }
 
     /// Next membership change, if any.

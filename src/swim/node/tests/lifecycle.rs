@@ -319,3 +319,34 @@ fn identity_and_metadata_beyond_the_limits_are_refused() {
     );
     assert_eq!(a.local(), before, "nothing changed");
 }
+
+#[test]
+fn a_payload_goes_alone_to_one_member_and_arrives_with_its_sender() {
+    let t0 = Instant::now();
+    let mut a = cluster(t0);
+    let to = a
+        .send_payload_to_random(b"digest")
+        .expect("a has live members");
+    let (sent, _) = drain(&mut a);
+    assert_eq!(sent.len(), 1, "one datagram");
+    assert_eq!(sent[0].dst, to);
+    assert!([addr(2), addr(3), addr(4)].contains(&to));
+    let datagram = decode_datagram(&sent[0].payload).expect("decodes");
+    assert_eq!(datagram.body, None);
+    assert_eq!(datagram.payloads, vec![b"digest".to_vec()]);
+
+    let too_large = vec![0u8; payloads::MAX_PAYLOAD_BYTES + 1];
+    assert_eq!(a.send_payload_to_random(&too_large), None);
+    assert!(a.poll_transmit().is_none());
+
+    // Received from a member at its address: handed out with that address.
+    let from_b = encode_datagram(&wire::Envelope {
+        sender: "b".into(),
+        body: None,
+        updates: Vec::new(),
+        payloads: vec![b"theirs".to_vec()],
+    });
+    a.handle_datagram(t0, addr(2), &from_b);
+    assert_eq!(a.poll_payload(), Some((addr(2), b"theirs".to_vec())));
+    assert_eq!(a.poll_payload(), None);
+}
