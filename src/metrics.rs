@@ -576,6 +576,10 @@ fn describe() {
         "Store payloads handed to SWIM (local writes and deltas gossiped on)"
     );
     describe_counter!(
+        "meshd_store_digests_sent_total",
+        "Store roots digests sent to a random member, which starts anti-entropy if its stores differ"
+    );
+    describe_counter!(
         "meshd_store_syncs_total",
         "Store anti-entropy exchanges started or served"
     );

@@ -10,12 +10,11 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
-use common::{node_ip, wait_until, Node, HTTP_PORT};
+use common::{node_ip, tools, wait_until, Node, HTTP_PORT};
 use serde_json::Value;
 
 /// 127.0.70.x: no other test uses this subnet.
@@ -33,14 +32,8 @@ fn spec() -> Value {
 
 /// Fails the test, saying how to install schemathesis, when it is not on PATH.
 fn require_schemathesis() {
-    let found = Command::new("schemathesis")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
     assert!(
-        found,
+        tools::installed("schemathesis"),
         "schemathesis is not installed (or not on PATH): run `bash .ci/install-test-deps`, \
          which pip-installs the pinned version, as the README's test command does"
     );
@@ -72,36 +65,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).expect("scratch dir can be created");
     dir
-}
-
-/// Runs schemathesis to completion or kills it (by PID) after `limit`; (success, output).
-fn run_bounded(mut cmd: Command, dir: &Path, limit: Duration) -> (bool, String) {
-    let log_path = dir.join("schemathesis.log");
-    let log = File::create(&log_path).expect("log file can be created");
-    let mut child = cmd
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle clones"))
-        .stderr(log)
-        .spawn()
-        .expect("schemathesis starts");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("schemathesis can be waited on") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    match status {
-        Some(status) => (status.success(), output),
-        None => (false, format!("timed out after {limit:?}\n{output}")),
-    }
 }
 
 #[test]
@@ -138,8 +101,12 @@ fn live_agent_conforms_to_its_openapi_description() {
         .args(["--workers", "1"])
         .args(["--request-timeout", "5"])
         .arg("--no-color");
-    let (ok, output) = run_bounded(cmd, &scratch_dir("schemathesis-oa1"), SCHEMATHESIS_LIMIT);
-    assert!(ok, "schemathesis found problems:\n{output}");
+    let dir = scratch_dir("schemathesis-oa1");
+    // schemathesis and hypothesis keep state in the working directory.
+    cmd.current_dir(&dir);
+    let outcome = tools::run_bounded(cmd, &dir, SCHEMATHESIS_LIMIT);
+    let output = format!("{}{}", outcome.stderr, outcome.stdout);
+    assert!(outcome.ok, "schemathesis found problems:\n{output}");
     // A filter that selected nothing would also "pass": every operation but the three excluded
     // (shutdown, tested below, the store event stream, tested in tests/stores.rs, and the
     // membership event stream, tested in tests/cockpit.rs) must be.

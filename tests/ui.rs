@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{all_see_alive, node_ip, start_cluster, wait_until, Node, FAST, HTTP_PORT};
+use common::{all_see_alive, node_ip, start_cluster, tools, wait_until, Node, FAST, HTTP_PORT};
 use serde_json::Value;
 
 /// 127.0.21.x: no other test uses this subnet.
@@ -43,13 +42,10 @@ fn require_tools() -> Tools {
                    the pinned playwright-core, as the README's test command does";
     let chromium = on_path("chromium")
         .unwrap_or_else(|| panic!("chromium is not installed (or not on PATH): {install}"));
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(node, "node is not installed (or not on PATH): {install}");
+    assert!(
+        tools::installed("node"),
+        "node is not installed (or not on PATH): {install}"
+    );
     let playwright = Path::new(TEST_DEPS_DIR).join("node_modules/playwright-core/package.json");
     assert!(
         playwright.is_file(),
@@ -67,54 +63,6 @@ fn screenshot_path() -> PathBuf {
         .unwrap_or_else(|| manifest.join("target"));
     std::fs::create_dir_all(&target).expect("target dir can be created");
     target.join("ui-screenshot.png")
-}
-
-/// What the script did: success, its stdout and its stderr.
-struct Outcome {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` to completion, or kills its process group (by the PID it was given) after `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Outcome {
-    use std::os::unix::process::CommandExt;
-
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-browser");
-    std::fs::create_dir_all(&dir).expect("scratch dir can be created");
-    let (out_path, err_path) = (dir.join("stdout.log"), dir.join("stderr.log"));
-    let mut child = cmd
-        // Its own process group: chromium is the script's child, and must go with it.
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout log can be created"))
-        .stderr(File::create(&err_path).expect("stderr log can be created"))
-        .spawn()
-        .expect("node starts");
-    let group = i32::try_from(child.id()).expect("pid fits in i32");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("node can be waited on") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            // SAFETY: kill(2) on the process group we created, led by our own child.
-            unsafe { libc::kill(-group, libc::SIGKILL) };
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let mut stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    if status.is_none() {
-        stderr.insert_str(0, &format!("timed out after {limit:?}\n"));
-    }
-    Outcome {
-        ok: status.is_some_and(|s| s.success()),
-        stdout,
-        stderr,
-    }
 }
 
 #[test]
@@ -148,7 +96,8 @@ fn the_page_follows_a_kill_live_and_draws_1000_members() {
         .arg(&screenshot)
         .env("CHROMIUM", &tools.chromium)
         .env("MESHD_TEST_DEPS", TEST_DEPS_DIR);
-    let outcome = run_bounded(cmd, SCRIPT_LIMIT);
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-browser");
+    let outcome = tools::run_bounded(cmd, &scratch, SCRIPT_LIMIT);
     assert!(
         outcome.ok,
         "the browser script failed:\n{}\n--- stdout ---\n{}",

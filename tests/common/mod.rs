@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod netns;
+pub mod tools;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
