@@ -132,8 +132,15 @@ fn writes_of_every_kind_reach_every_node() {
     assert_eq!(code, 200);
     assert_eq!(workers[0]["worker_id"], "w1");
     assert_eq!(workers[0]["url"], "http://10.0.0.7:8000");
-    let status = nodes[1].status().expect("status");
-    assert_eq!(status["stores"]["worker_count"], 1);
+    // /ha/status counts from the node's last snapshot, republished on its next input (a
+    // probe, at the latest), so it may trail the store read above by a moment.
+    let counted = || {
+        nodes[1]
+            .status()
+            .filter(|s| s["stores"]["worker_count"] == 1)
+    };
+    wait_until(SPREAD, || counted().is_some()).expect("/ha/status counts the worker");
+    let status = counted().expect("status");
     let store_count = status["stores"]["store_count"]
         .as_u64()
         .expect("store_count");
