@@ -622,7 +622,9 @@ impl Driver {
     /// Drains the core's outputs in contract order, then publishes a snapshot if due.
     async fn after_input(&mut self, force_publish: bool) {
         // The stores first: their payloads become SWIM datagrams below.
-        self.replication.drain(&mut self.core, Instant::now());
+        if let Some(peer) = self.replication.drain(&mut self.core, Instant::now()) {
+            self.start_store_sync(peer);
+        }
         self.note_vitals_heard();
         while let Some(transmit) = self.core.poll_transmit() {
             let bytes = self.trust.seal(transmit.dst, transmit.payload);

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::persist::{Batch, Persister};
 use crate::store::{
-    Change, EntryView, Kind, Op, StoreStats, StoreSummary, Stores, WriteError, Written,
+    Change, EntryView, Kind, Op, StoreStats, StoreSummary, Stores, SyncRound, WriteError, Written,
 };
 use crate::swim::Swim;
 
@@ -212,8 +212,9 @@ impl Replication {
 
     /// Drains the stores' outputs after an input: payloads to SWIM, keys to disk (with the
     /// writes waiting for them), changes to watchers, and when due our roots digest to a
-    /// random member (which starts an exchange with us if its stores differ).
-    pub fn drain(&mut self, swim: &mut Swim, now: Instant) {
+    /// random member (which starts an exchange with us if its stores differ). Returns a member
+    /// to start an exchange with when the round is one (after a member's return).
+    pub fn drain(&mut self, swim: &mut Swim, now: Instant) -> Option<SocketAddr> {
         while let Some(b) = self.stores.poll_broadcast() {
             if !swim.broadcast_payload(now, b.payload, b.local) {
                 tracing::debug!("store payload too large for a datagram; left to anti-entropy");
@@ -234,11 +235,15 @@ impl Replication {
                 change,
             }));
         }
-        if self.stores.poll_sync() {
+        match self.stores.poll_sync()? {
             // A digest rather than an exchange: stores that agree cost one small datagram, not
             // a QUIC handshake (measured: ~560 B/s of QUIC per node with an exchange every 10 s).
-            let digest = self.stores.digest_payload();
-            swim.send_payload_to_random(&digest);
+            SyncRound::Digest => {
+                let digest = self.stores.digest_payload();
+                swim.send_payload_to_random(&digest);
+                None
+            }
+            SyncRound::Exchange => swim.random_peer(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::queue::{Dest, Input};
 use super::Sim;
-use crate::store::{Change, Op, StoreConfig, Stores, WriteError, Written};
+use crate::store::{Change, Op, StoreConfig, Stores, SyncRound, WriteError, Written};
 
 /// Wall-clock milliseconds at virtual time zero: a plausible date, so stamps look real.
 pub(super) const WALL_EPOCH_MS: u64 = 1_750_000_000_000;
@@ -70,7 +70,7 @@ impl Sim {
     }
 
     /// Hands node `i`'s store outputs on: payloads to its SWIM core, changes to the record,
-    /// and our roots digest to a random member when one is due (as the driver does).
+    /// and the anti-entropy round with a random member when one is due (as the driver does).
     pub(super) fn drain_stores(&mut self, i: usize) {
         let now = self.instant(self.now);
         let at = self.now;
@@ -90,9 +90,17 @@ impl Sim {
                 change,
             });
         }
-        if stores.poll_sync() {
-            let digest = stores.digest_payload();
-            core.send_payload_to_random(&digest);
+        let peer = match stores.poll_sync() {
+            Some(SyncRound::Digest) => {
+                let digest = stores.digest_payload();
+                core.send_payload_to_random(&digest);
+                None
+            }
+            Some(SyncRound::Exchange) => core.random_peer(),
+            None => None,
+        };
+        if let Some(peer) = peer {
+            self.start_store_sync(i, peer);
         }
     }
 

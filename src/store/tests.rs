@@ -471,12 +471,53 @@ fn a_roots_digest_tells_a_member_whether_its_stores_differ() {
     assert!(!b.handle_payload(140, &a.digest_payload()).stores_differ);
     assert_eq!(a.stats().digests_sent, 2);
 
-    // Once per interval, and only with a store to compare.
-    assert!(!a.poll_sync(), "not due before the first interval");
+    // A digest once per interval.
+    assert_eq!(a.poll_sync(), None, "not due before the first interval");
     a.handle_timeout(1_200);
-    assert!(a.poll_sync(), "due after an interval");
-    assert!(!a.poll_sync(), "once");
+    assert_eq!(
+        a.poll_sync(),
+        Some(SyncRound::Digest),
+        "due after an interval"
+    );
+    assert_eq!(a.poll_sync(), None, "once");
+    // Also from a node without stores: it may lack everything.
     let mut empty = Stores::new(StoreConfig::default(), "e", 1);
     empty.handle_timeout(60_000);
-    assert!(!empty.poll_sync(), "a node without stores sends no digest");
+    assert_eq!(empty.poll_sync(), Some(SyncRound::Digest));
+    let digest = empty.digest_payload();
+    assert!(
+        a.handle_payload(60_010, &digest).stores_differ,
+        "a holds what the empty node lacks"
+    );
+}
+
+#[test]
+fn after_a_member_returns_an_exchange_then_quick_digests_then_the_interval() {
+    // The default interval, 10 s.
+    let mut s = Stores::new(StoreConfig::default(), "s", 1);
+    let rounds_until = |s: &mut Stores, from: u64, to: u64| {
+        (from..=to)
+            .step_by(100)
+            .filter_map(|at| {
+                s.handle_timeout(at);
+                s.poll_sync().map(|round| (at, round))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(s.member_returned(1_000));
+    let rounds = rounds_until(&mut s, 1_000, 30_000);
+    use SyncRound::{Digest, Exchange};
+    assert_eq!(
+        rounds,
+        [
+            (2_000, Exchange),
+            (3_000, Digest),
+            (4_000, Digest),
+            (5_000, Digest),
+            (6_000, Digest),
+            (7_000, Digest),
+            (17_000, Digest),
+            (27_000, Digest),
+        ]
+    );
 }

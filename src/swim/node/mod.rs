@@ -451,6 +451,14 @@ impl Swim {
         self.payloads.len()
     }
 
+    /// A random reachable member other than this node, for an exchange the caller starts
+    /// (the stores' anti-entropy).
+    pub fn random_peer(&mut self) -> Option<SocketAddr> {
+        self.pick(1, |m| is_reachable(m.state))
+            .pop()
+            .map(|(_, addr)| addr)
+    }
+
     /// Next membership change, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let e = self.events.pop_front();
