@@ -10,10 +10,11 @@
 //!   [`Stores::handle_timeout`], and at start [`Stores::load`] (what an earlier run persisted).
 //! - After every input, the caller drains: [`Stores::poll_broadcast`] (payloads for SWIM to
 //!   carry), [`Stores::poll_persist`] (keys to write to disk), [`Stores::poll_change`] (for
-//!   watchers), [`Stores::poll_sync`] (send [`Stores::digest_payload`] to a random member, one whose
-//!   stores differ answers with an exchange; or, after a member's return, start an exchange), then re-arms a timer at [`Stores::poll_timeout`]
-//!   (a wall-clock millisecond). A [`Received`] whose `stores_differ` is set asks the caller to
-//!   start an exchange with the payload's sender.
+//!   watchers), [`Stores::poll_sync`] (send [`Stores::digest_payload`] to a random member, one
+//!   whose stores differ answers with an exchange; or, after a member's return, start an
+//!   exchange), then re-arms a timer at [`Stores::poll_timeout`] (a wall-clock millisecond). A
+//!   [`Received`] whose `stores_differ` is set asks the caller to start an exchange with the
+//!   payload's sender.
 //! - Merges are commutative, associative and idempotent (property-tested below), so deltas may
 //!   arrive in any order, twice, or through anti-entropy instead.
 

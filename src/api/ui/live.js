@@ -99,20 +99,16 @@ function start(cluster, hooks) {
     const stream = new EventSource('/ha/events');
     stream.addEventListener('snapshot', onSnapshot);
     stream.addEventListener('resync', onSnapshot);
-    stream.addEventListener('membership', (event) => {
-      const change = parse(event);
-      if (!change) return;
-      cluster.applyMembership(change, Date.now());
+    // A change of membership: applied, drawn, and the leader re-read shortly.
+    const follow = (name, apply) => stream.addEventListener(name, (event) => {
+      const data = parse(event);
+      if (!data) return;
+      apply(data, Date.now());
       hooks.changed();
       leaderSoon();
     });
-    stream.addEventListener('reaped', (event) => {
-      const gone = parse(event);
-      if (!gone) return;
-      cluster.applyReaped(gone, Date.now());
-      hooks.changed();
-      leaderSoon();
-    });
+    follow('membership', (change, now) => cluster.applyMembership(change, now));
+    follow('reaped', (gone, now) => cluster.applyReaped(gone, now));
     stream.onerror = () => {
       streaming = false;
       hooks.connection(false);

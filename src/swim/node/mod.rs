@@ -436,8 +436,9 @@ impl Swim {
         if payload.len() > payloads::MAX_PAYLOAD_BYTES {
             return None;
         }
-        let (name, addr) = self.pick(1, |m| is_reachable(m.state)).pop()?;
-        self.send(addr, Some(&name), None, Piggyback::Payload(payload));
+        let addr = self.random_peer()?;
+        // No name: a payload alone carries no membership fact, so no leave to note as told.
+        self.send(addr, None, None, Piggyback::Payload(payload));
         Some(addr)
     }
 
