@@ -316,9 +316,9 @@ impl Driver {
     fn on_datagram(&mut self, datagram: SwimDatagram) {
         self.counters.swim_udp_bytes_received += datagram.bytes.len() as u64;
         let from = datagram.from;
-        match self.trust.open(from, datagram.bytes) {
+        let now = Instant::now();
+        match self.trust.open(from, datagram.bytes, now) {
             Ok(plain) => {
-                let now = Instant::now();
                 self.heartbeats.datagram_from(from, now);
                 self.core.handle_datagram(now, from, &plain);
                 if let Some(peer) = self.replication.take_payloads(&mut self.core) {

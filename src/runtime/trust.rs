@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use rand::rngs::StdRng;
@@ -103,11 +104,25 @@ pub struct Trust {
     /// with the same key, which it certainly holds, so a member a rotation has not reached yet
     /// keeps understanding everyone who still holds its key.
     spoken: HashMap<SocketAddr, KeyId>,
+    /// Keys the last command removed, which still open (never seal) until the grace ends.
+    removed: Option<RemovedKeys>,
+}
+
+/// Keys just removed from the keyring, and until when they still open datagrams.
+#[derive(Debug)]
+struct RemovedKeys {
+    keys: Keyring,
+    until: Instant,
 }
 
 /// Peers whose key is remembered; past that the memory starts over (it refills from the next
 /// datagram of each peer).
 const MAX_SPOKEN: usize = 16_384;
+
+/// How long a removed key still opens datagrams: the members adopt a `remove` one after
+/// another within milliseconds, and what a member that has not yet sealed under the removed
+/// key in that moment (or what sat in a socket buffer) is not lost.
+pub const REMOVED_KEY_GRACE: Duration = Duration::from_secs(2);
 
 impl Trust {
     /// Builds the trust state; writes the keyring file if it is configured but missing.
@@ -142,6 +157,7 @@ impl Trust {
             // A CSPRNG (ChaCha12) seeded by the OS: nonces must never repeat under a key.
             nonces: StdRng::from_os_rng(),
             spoken: HashMap::new(),
+            removed: None,
         })
     }
 
@@ -195,20 +211,49 @@ impl Trust {
         }
     }
 
-    /// The plain datagram received from `from` as `bytes`; in the clear, `bytes` itself.
-    pub fn open(&mut self, from: SocketAddr, bytes: Vec<u8>) -> Result<Vec<u8>, OpenError> {
+    /// The plain datagram received from `from` as `bytes` at `now`; in the clear, `bytes`
+    /// itself.
+    pub fn open(
+        &mut self,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        now: Instant,
+    ) -> Result<Vec<u8>, OpenError> {
         let Some(keyring) = &self.keyring else {
             return Ok(bytes);
         };
-        let opened = keyring.open(&self.label, unix_seconds(), &bytes)?;
-        // Only the sender's own choice says which key it holds best: a reply in kind is our
-        // key echoed back.
-        if !opened.in_kind && self.spoken.get(&from) != Some(&opened.key) {
+        let primary = keyring.primary().id();
+        let opened = match keyring.open(&self.label, unix_seconds(), &bytes) {
+            Err(OpenError::Unauthenticated) => return self.open_removed(&bytes, now),
+            result => result?,
+        };
+        if opened.in_kind {
+            // A reply in kind is our key echoed back, not the sender's choice. Echoed in a key
+            // that is no longer our primary, it answers a choice we no longer make: the sender
+            // has a newer primary (else it would have sealed under its own), most likely ours,
+            // so we speak our primary to it again instead of both keeping the old key.
+            if opened.key != primary {
+                self.spoken.remove(&from);
+            }
+        } else if self.spoken.get(&from) != Some(&opened.key) {
             if self.spoken.len() >= MAX_SPOKEN {
                 self.spoken.clear();
             }
             self.spoken.insert(from, opened.key);
         }
+        Ok(opened.plain)
+    }
+
+    /// Opens `bytes` with the keys removed less than [`REMOVED_KEY_GRACE`] ago.
+    fn open_removed(&mut self, bytes: &[u8], now: Instant) -> Result<Vec<u8>, OpenError> {
+        let Some(removed) = &self.removed else {
+            return Err(OpenError::Unauthenticated);
+        };
+        if now >= removed.until {
+            self.removed = None;
+            return Err(OpenError::Unauthenticated);
+        }
+        let opened = removed.keys.open(&self.label, unix_seconds(), bytes)?;
         Ok(opened.plain)
     }
 
@@ -295,6 +340,17 @@ impl Trust {
         if let Some(path) = &self.file {
             seal::file::store(path, &keyring)?;
         }
+        let removed: Vec<Key> = self
+            .keyring
+            .iter()
+            .flat_map(|current| current.keys())
+            .filter(|key| !keyring.contains(key))
+            .cloned()
+            .collect();
+        self.removed = Keyring::new(removed).ok().map(|keys| RemovedKeys {
+            keys,
+            until: Instant::now() + REMOVED_KEY_GRACE,
+        });
         self.tls = tls;
         self.keyring = Some(keyring);
         self.version = version;
@@ -399,15 +455,20 @@ mod tests {
         let first = a.seal(addr(2), b"\x01ping".to_vec());
         let second = a.seal(addr(2), b"\x01ping".to_vec());
         assert_ne!(first, second, "a fresh nonce per datagram");
-        assert_eq!(b.open(addr(1), first).as_deref(), Ok(&b"\x01ping"[..]));
         assert_eq!(
-            trust(&[3]).open(addr(1), second),
+            b.open(addr(1), first, Instant::now()).as_deref(),
+            Ok(&b"\x01ping"[..])
+        );
+        assert_eq!(
+            trust(&[3]).open(addr(1), second, Instant::now()),
             Err(OpenError::Unauthenticated)
         );
         let mut clear = trust(&[]);
         assert_eq!(clear.seal(addr(2), b"\x01x".to_vec()), b"\x01x");
         assert_eq!(
-            clear.open(addr(1), b"\x01x".to_vec()).as_deref(),
+            clear
+                .open(addr(1), b"\x01x".to_vec(), Instant::now())
+                .as_deref(),
             Ok(&b"\x01x"[..])
         );
     }
@@ -419,19 +480,25 @@ mod tests {
         let mut c = trust(&[1]);
         // To a peer it has not heard from, a speaks its primary, which c cannot open...
         let unknown = a.seal(addr(3), b"\x01ping".to_vec());
-        assert_eq!(c.open(addr(1), unknown), Err(OpenError::Unauthenticated));
+        assert_eq!(
+            c.open(addr(1), unknown, Instant::now()),
+            Err(OpenError::Unauthenticated)
+        );
         // ...but once c has spoken (key 1), a answers in key 1, and c understands it.
         let from_c = c.seal(addr(1), b"\x01ping".to_vec());
-        assert!(a.open(addr(3), from_c).is_ok());
+        assert!(a.open(addr(3), from_c, Instant::now()).is_ok());
         let reply = a.seal(addr(3), b"\x01ack".to_vec());
-        assert_eq!(c.open(addr(1), reply).as_deref(), Ok(&b"\x01ack"[..]));
+        assert_eq!(
+            c.open(addr(1), reply, Instant::now()).as_deref(),
+            Ok(&b"\x01ack"[..])
+        );
         // Once c has the new keyring and speaks key 2, a follows.
         let mut c2 = trust(&[2, 1]);
         let from_c2 = c2.seal(addr(1), b"\x01ping".to_vec());
-        assert!(a.open(addr(3), from_c2).is_ok());
+        assert!(a.open(addr(3), from_c2, Instant::now()).is_ok());
         let reply = a.seal(addr(3), b"\x01ack".to_vec());
         assert!(
-            trust(&[2]).open(addr(1), reply).is_ok(),
+            trust(&[2]).open(addr(1), reply, Instant::now()).is_ok(),
             "sealed with key 2 now"
         );
     }
@@ -441,12 +508,12 @@ mod tests {
         // a uses key 2; c came back holding key 1 only and spoke it, so a answers in key 1.
         let mut a = trust(&[2, 1]);
         let from_c = trust(&[1]).seal(addr(1), b"\x01ping".to_vec());
-        assert!(a.open(addr(3), from_c).is_ok());
+        assert!(a.open(addr(3), from_c, Instant::now()).is_ok());
         let in_kind = a.seal(addr(3), b"\x01ack".to_vec());
         assert_eq!(in_kind[0], crate::seal::SEALED_IN_KIND);
         // c then takes the new keyring. a's reply in key 1 is not c's cue to keep key 1...
         let mut c = trust(&[2, 1]);
-        assert!(c.open(addr(1), in_kind).is_ok());
+        assert!(c.open(addr(1), in_kind, Instant::now()).is_ok());
         let from_c = c.seal(addr(1), b"\x01ping".to_vec());
         assert_eq!(
             from_c[0],
@@ -454,12 +521,79 @@ mod tests {
             "c speaks its primary"
         );
         // ...so both are on key 2 at once, and removing key 1 later loses nothing.
-        assert!(a.open(addr(3), from_c).is_ok());
+        assert!(a.open(addr(3), from_c, Instant::now()).is_ok());
         let reply = a.seal(addr(3), b"\x01ack".to_vec());
         assert!(
-            trust(&[2]).open(addr(1), reply).is_ok(),
+            trust(&[2]).open(addr(1), reply, Instant::now()).is_ok(),
             "a answers in key 2"
         );
+    }
+
+    #[test]
+    fn two_holders_of_a_new_primary_leave_the_old_key_after_one_reply() {
+        // a and b both started on key 1 and spoke it to each other by their own choice.
+        let mut a = trust(&[1]);
+        let mut b = trust(&[1]);
+        let from_b = b.seal(addr(2), b"\x01ping".to_vec());
+        assert!(a.open(addr(2), from_b, Instant::now()).is_ok());
+        let from_a = a.seal(addr(1), b"\x01ping".to_vec());
+        assert!(b.open(addr(1), from_a, Instant::now()).is_ok());
+        // An operator installs key 2 and makes it primary; b adopts the result.
+        a.change(&KeyChange::Install(key(2))).expect("install");
+        let used = a
+            .change(&KeyChange::Use(KeyRef::Id(key(2).id())))
+            .expect("use");
+        assert_eq!(b.offer(&used), Offer::Adopted(2));
+        // Each still answers the other in key 1, in kind...
+        let in_kind = a.seal(addr(2), b"\x01ping".to_vec());
+        assert_eq!(in_kind[0], crate::seal::SEALED_IN_KIND);
+        assert!(b.open(addr(1), in_kind, Instant::now()).is_ok());
+        // ...but an echo of key 1, no longer b's primary, makes b speak key 2, and a follows.
+        let from_b = b.seal(addr(1), b"\x01ack".to_vec());
+        assert!(
+            trust(&[2])
+                .open(addr(2), from_b.clone(), Instant::now())
+                .is_ok(),
+            "b speaks key 2"
+        );
+        assert!(a.open(addr(2), from_b, Instant::now()).is_ok());
+        let from_a = a.seal(addr(2), b"\x01ping".to_vec());
+        assert!(
+            trust(&[2]).open(addr(1), from_a, Instant::now()).is_ok(),
+            "a speaks key 2"
+        );
+    }
+
+    #[test]
+    fn a_removed_key_still_opens_for_a_moment_and_seals_nothing() {
+        let mut a = trust(&[1]);
+        a.change(&KeyChange::Install(key(2))).expect("install");
+        a.change(&KeyChange::Use(KeyRef::Id(key(2).id())))
+            .expect("use");
+        // b has not taken the removal yet and still answers a in key 1.
+        let mut b = trust(&[1]);
+        let from_a = a.seal(addr(2), b"\x01ping".to_vec());
+        assert!(
+            b.open(addr(1), from_a, Instant::now()).is_err(),
+            "a seals with key 2"
+        );
+        a.change(&KeyChange::Remove(KeyRef::Id(key(1).id())))
+            .expect("remove");
+        let now = Instant::now();
+        let late = b.seal(addr(1), b"\x01ack".to_vec());
+        assert_eq!(
+            a.open(addr(2), late.clone(), now).as_deref(),
+            Ok(&b"\x01ack"[..]),
+            "in flight during the removal"
+        );
+        assert_eq!(
+            a.open(addr(2), late, now + REMOVED_KEY_GRACE),
+            Err(OpenError::Unauthenticated),
+            "after the grace"
+        );
+        // The removed key is not remembered as b's: a answers b in its primary.
+        let reply = a.seal(addr(2), b"\x01ack".to_vec());
+        assert!(trust(&[2]).open(addr(1), reply, Instant::now()).is_ok());
     }
 
     #[test]
