@@ -4,16 +4,18 @@
 //! formed by a mass join through one seed (as `scripts/realbench.py` starts its agents) and
 //! one that starts converged, each run for 30 virtual seconds before a random non-seed member
 //! crashes. The wait is for the first survivor that probes the dead member, so its tail is the
-//! probe schedule's: the table gives the median, p90 and p99, and how many waited past 3 and
-//! 4 s. Progress goes to stderr, the table to stdout.
+//! probe schedule's: each way of starting runs with the shuffled schedule (the default) and
+//! the aligned one (`--probe-schedule aligned`, every clock in step as in the simulator). The
+//! table gives the median, p90 and p99, and how many waited past 3 and 4 s. Progress goes to
+//! stderr, the table to stdout.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use meshd::sim::{NetConfig, Sim};
-use meshd::swim::{Config, Event, MemberState};
+use meshd::swim::{Config, Event, MemberState, ProbeSchedule};
 
 /// Cluster size when none is given.
 const DEFAULT_N: usize = 100;
@@ -57,12 +59,23 @@ fn main() {
         .max(1);
     println!("| N = {n}, {seeds} crashes each | median | p90 | p99 | > 3 s | > 4 s |");
     println!("|---|---|---|---|---|---|");
-    for start in [Start::MassJoin, Start::Converged] {
+    let aligned = ProbeSchedule::Aligned {
+        at: Instant::now(),
+        unix: Duration::ZERO,
+    };
+    let runs = [
+        (Start::MassJoin, ProbeSchedule::Shuffled),
+        (Start::Converged, ProbeSchedule::Shuffled),
+        (Start::MassJoin, aligned),
+        (Start::Converged, aligned),
+    ];
+    for (start, schedule) in runs {
+        let label = format!("{}, {}", start.label(), schedule_label(schedule));
         let mut waits: Vec<f64> = (1..=seeds)
             .map(|seed| {
-                let wait = first_suspicion(n, seed, start);
+                let wait = first_suspicion(n, seed, start, schedule);
                 if seed % 50 == 0 {
-                    eprintln!("{}: {seed}/{seeds} crashes", start.label());
+                    eprintln!("{label}: {seed}/{seeds} crashes");
                 }
                 wait.as_secs_f64()
             })
@@ -70,8 +83,7 @@ fn main() {
         waits.sort_by(f64::total_cmp);
         let over = |s: f64| waits.iter().filter(|&&w| w > s).count();
         println!(
-            "| first suspicion, {} | {:.2} s | {:.2} s | {:.2} s | {} | {} |",
-            start.label(),
+            "| first suspicion, {label} | {:.2} s | {:.2} s | {:.2} s | {} | {} |",
             quantile(&waits, 0.5),
             quantile(&waits, 0.9),
             quantile(&waits, 0.99),
@@ -81,9 +93,21 @@ fn main() {
     }
 }
 
-/// One fresh cluster of `n` started as `start`, one crash: the wait for its first suspicion.
-fn first_suspicion(n: usize, seed: u64, start: Start) -> Duration {
-    let mut sim = Sim::new(seed, Config::default(), NetConfig::default());
+fn schedule_label(schedule: ProbeSchedule) -> &'static str {
+    match schedule {
+        ProbeSchedule::Shuffled => "shuffled",
+        ProbeSchedule::Aligned { .. } => "aligned",
+    }
+}
+
+/// One fresh cluster of `n` started as `start` probing on `schedule`, one crash: the wait for
+/// its first suspicion.
+fn first_suspicion(n: usize, seed: u64, start: Start, probe_schedule: ProbeSchedule) -> Duration {
+    let config = Config {
+        probe_schedule,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(seed, config, NetConfig::default());
     match start {
         Start::MassJoin => {
             let first = sim.add_alone("n0");

@@ -137,6 +137,11 @@ pub struct AgentArgs {
     /// [default: lan 500ms, wan 3s, local 200ms]
     #[arg(long, env = "MESHD_PROBE_TIMEOUT", value_parser = positive_duration)]
     pub probe_timeout: Option<Duration>,
+    /// How the member probed each interval is picked: shuffled (each node its own random
+    /// round-robin, as SWIM) or aligned (by wall-clock slot over the members' name order, so
+    /// every member is probed about once an interval; needs clocks in sync, as NTP keeps them)
+    #[arg(long, env = "MESHD_PROBE_SCHEDULE", value_enum, default_value_t = ScheduleArg::Shuffled)]
+    pub probe_schedule: ScheduleArg,
     /// Members asked to probe indirectly, 0 disables indirect probes [default: lan 3, wan 3,
     /// local 1]
     #[arg(long, env = "MESHD_INDIRECT_CHECKS")]
@@ -524,7 +529,33 @@ impl AgentArgs {
             retention: self.retention,
             max_members: self.max_members,
             seed_refresh_interval: self.seed_refresh_interval,
+            probe_schedule: self.probe_schedule.at_start(),
             ..profile
+        }
+    }
+}
+
+/// `--probe-schedule`: the choices of [`swim::ProbeSchedule`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// Each node its own shuffled round-robin (SWIM's).
+    #[default]
+    Shuffled,
+    /// By wall-clock slot over the members' name order.
+    Aligned,
+}
+
+impl ScheduleArg {
+    /// The schedule, anchored to the wall clock now for `aligned`.
+    fn at_start(self) -> swim::ProbeSchedule {
+        match self {
+            ScheduleArg::Shuffled => swim::ProbeSchedule::Shuffled,
+            ScheduleArg::Aligned => swim::ProbeSchedule::Aligned {
+                at: std::time::Instant::now(),
+                unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            },
         }
     }
 }
@@ -652,6 +683,27 @@ mod tests {
         assert_eq!(rt.trust, TrustConfig::default(), "no key: in the clear");
         assert!(config.api_tls.is_none());
         assert_eq!(rt.swim.max_members, 10_000);
+    }
+
+    #[test]
+    fn the_probe_schedule_is_shuffled_unless_aligned_is_asked_for() {
+        let with = |extra: &[&str]| config(&[&LOCAL[..], extra].concat());
+        let shuffled = with(&[]).expect("default");
+        assert_eq!(
+            shuffled.runtime.swim.probe_schedule,
+            swim::ProbeSchedule::Shuffled
+        );
+        let aligned = with(&["--probe-schedule", "aligned"]).expect("aligned");
+        let swim::ProbeSchedule::Aligned { unix, .. } = aligned.runtime.swim.probe_schedule else {
+            panic!("{:?}", aligned.runtime.swim.probe_schedule);
+        };
+        assert!(
+            unix > Duration::from_secs(1_700_000_000),
+            "anchored to the wall clock"
+        );
+        let err = parse(&["--probe-schedule", "random"]).expect_err("unknown schedule");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert!(err.to_string().contains("shuffled, aligned"), "{err}");
     }
 
     #[test]

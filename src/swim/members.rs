@@ -163,6 +163,13 @@ pub struct Members {
     /// Positions in `list` in this round's shuffled order; [`GONE`] for a removed one.
     probe_order: Vec<u32>,
     probe_cursor: usize,
+    /// Positions in `list` of the probeable members and this node, in name order, for the
+    /// aligned schedule; rebuilt (lazily) when `ring_stale`.
+    ring: Vec<u32>,
+    /// Where this node sits in `ring`.
+    ring_local: usize,
+    /// Set by every change of the table or of a member's state.
+    ring_stale: bool,
     names: Option<NameInterner>,
 }
 
@@ -177,6 +184,9 @@ impl Members {
             local_name: local.name.clone(),
             probe_order: Vec::new(),
             probe_cursor: 0,
+            ring: Vec::new(),
+            ring_local: 0,
+            ring_stale: true,
             names: None,
         };
         members.counts[local.state as usize] += 1;
@@ -240,9 +250,11 @@ impl Members {
     pub fn update<R>(&mut self, name: &str, f: impl FnOnce(&mut Member) -> R) -> Option<R> {
         let i = self.position(name)?;
         let member = self.list.get_mut(i as usize)?;
-        self.counts[member.state as usize] -= 1;
+        let before = member.state;
+        self.counts[before as usize] -= 1;
         let out = f(member);
         self.counts[member.state as usize] += 1;
+        self.ring_stale |= member.state != before;
         Some(out)
     }
 
@@ -255,6 +267,7 @@ impl Members {
             return; // 4 billion members: not a table this process could hold anyway
         };
         self.counts[member.state as usize] += 1;
+        self.ring_stale = true;
         let hash = self.hasher.hash_one(&*member.name);
         let is_local = member.is_local;
         self.list.push(member);
@@ -277,6 +290,7 @@ impl Members {
         let hash = self.hasher.hash_one(name);
         let entry = self.index.find_entry(hash, holds(&self.list, name)).ok()?;
         let (i, _) = entry.remove();
+        self.ring_stale = true;
         let last = u32::try_from(self.list.len() - 1).unwrap_or(GONE);
         let member = self.list.swap_remove(i as usize);
         if let Some(moved) = self.list.get(i as usize) {
@@ -352,6 +366,44 @@ impl Members {
         None
     }
 
+    /// The member `slot` places after this node in the name order of the probeable members
+    /// (this node included), never this node: at one slot, nodes that hold the same members
+    /// pick distinct ones, and over `M - 1` consecutive slots each picks every other once.
+    pub fn aligned_probe_target(&mut self, slot: u64) -> Option<&Member> {
+        if self.ring_stale {
+            self.rebuild_ring();
+        }
+        let m = self.ring.len() as u64;
+        if m < 2 {
+            return None;
+        }
+        let offset = 1 + slot % (m - 1);
+        let at = (self.ring_local as u64 + offset) % m;
+        let i = *self.ring.get(usize::try_from(at).ok()?)?;
+        self.list.get(i as usize)
+    }
+
+    fn rebuild_ring(&mut self) {
+        let list = &self.list;
+        self.ring.clear();
+        self.ring.extend(
+            (0..list.len())
+                .filter(|&i| {
+                    list.get(i)
+                        .is_some_and(|m| m.is_local || is_reachable(m.state))
+                })
+                .filter_map(|i| u32::try_from(i).ok()),
+        );
+        self.ring
+            .sort_unstable_by(|&a, &b| list[a as usize].name.cmp(&list[b as usize].name));
+        self.ring_local = self
+            .ring
+            .iter()
+            .position(|&i| list.get(i as usize).is_some_and(|m| m.is_local))
+            .unwrap_or(0);
+        self.ring_stale = false;
+    }
+
     /// Up to `k` distinct random members (never this node) for which `pred` holds.
     pub fn sample(
         &self,
@@ -413,6 +465,64 @@ mod tests {
             m.insert(member(&format!("m{i}"), *s, false), &mut rng);
         }
         (m, rng)
+    }
+
+    /// The table of `me` among `names`, every other one ALIVE, inserted in an order of its own.
+    fn view_of(me: &str, names: &[String], seed: u64) -> Members {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut m = Members::new(member(me, MemberState::Alive, true));
+        let mut others: Vec<&String> = names.iter().filter(|n| *n != me).collect();
+        others.shuffle(&mut rng);
+        for name in others {
+            m.insert(member(name, MemberState::Alive, false), &mut rng);
+        }
+        m
+    }
+
+    #[test]
+    fn aligned_targets_are_a_permutation_each_slot_and_a_round_each_member() {
+        let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        let mut views: Vec<Members> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| view_of(n, &names, i as u64))
+            .collect();
+        let mut visited: Vec<HashSet<String>> = vec![HashSet::new(); names.len()];
+        for slot in 1_000..1_009 {
+            let mut probed = HashSet::new();
+            for (i, view) in views.iter_mut().enumerate() {
+                let target = view.aligned_probe_target(slot).expect("a target");
+                assert_ne!(*target.name, *names[i], "never itself");
+                probed.insert(target.name.to_string());
+                visited[i].insert(target.name.to_string());
+            }
+            assert_eq!(
+                probed.len(),
+                names.len(),
+                "slot {slot}: every member probed once"
+            );
+        }
+        for (i, seen) in visited.iter().enumerate() {
+            assert_eq!(
+                seen.len(),
+                names.len() - 1,
+                "{} probed every other once",
+                names[i]
+            );
+        }
+    }
+
+    #[test]
+    fn aligned_targets_skip_members_that_cannot_be_probed() {
+        use MemberState::*;
+        let (mut m, _) = table(&[Alive, Down, Suspected, Leaving]);
+        let picked: HashSet<String> = (0..20)
+            .filter_map(|slot| m.aligned_probe_target(slot).map(|t| t.name.to_string()))
+            .collect();
+        assert_eq!(picked, HashSet::from(["m0".to_string(), "m2".to_string()]));
+        m.update("m0", |x| x.state = Down);
+        m.update("m2", |x| x.state = Down);
+        assert!(m.aligned_probe_target(3).is_none(), "nobody left to probe");
     }
 
     #[test]

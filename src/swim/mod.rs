@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub use config::Config;
+pub use config::{Config, ProbeSchedule};
 pub use node::{push_pull_scale, KnownMember, Swim};
 pub use seeding::{ExchangeOutcome, Notice, Purpose, PushPullRequest};
 
