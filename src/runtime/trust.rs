@@ -222,7 +222,6 @@ impl Trust {
         let Some(keyring) = &self.keyring else {
             return Ok(bytes);
         };
-        let primary = keyring.primary().id();
         let opened = match keyring.open(&self.label, unix_seconds(), &bytes) {
             Err(OpenError::Unauthenticated) => return self.open_removed(&bytes, now),
             result => result?,
@@ -232,7 +231,7 @@ impl Trust {
             // that is no longer our primary, it answers a choice we no longer make: the sender
             // has a newer primary (else it would have sealed under its own), most likely ours,
             // so we speak our primary to it again instead of both keeping the old key.
-            if opened.key != primary {
+            if opened.key != keyring.primary_id() {
                 self.spoken.remove(&from);
             }
         } else if self.spoken.get(&from) != Some(&opened.key) {
@@ -444,6 +443,11 @@ mod tests {
         .expect("trust")
     }
 
+    /// True when a node holding only key `k` opens `sealed`, received from `addr(from)`.
+    fn opens_under(k: u8, from: u8, sealed: Vec<u8>) -> bool {
+        trust(&[k]).open(addr(from), sealed, Instant::now()).is_ok()
+    }
+
     fn addr(last: u8) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, last], 39527))
     }
@@ -497,10 +501,7 @@ mod tests {
         let from_c2 = c2.seal(addr(1), b"\x01ping".to_vec());
         assert!(a.open(addr(3), from_c2, Instant::now()).is_ok());
         let reply = a.seal(addr(3), b"\x01ack".to_vec());
-        assert!(
-            trust(&[2]).open(addr(1), reply, Instant::now()).is_ok(),
-            "sealed with key 2 now"
-        );
+        assert!(opens_under(2, 1, reply), "sealed with key 2 now");
     }
 
     #[test]
@@ -523,10 +524,7 @@ mod tests {
         // ...so both are on key 2 at once, and removing key 1 later loses nothing.
         assert!(a.open(addr(3), from_c, Instant::now()).is_ok());
         let reply = a.seal(addr(3), b"\x01ack".to_vec());
-        assert!(
-            trust(&[2]).open(addr(1), reply, Instant::now()).is_ok(),
-            "a answers in key 2"
-        );
+        assert!(opens_under(2, 1, reply), "a answers in key 2");
     }
 
     #[test]
@@ -550,18 +548,10 @@ mod tests {
         assert!(b.open(addr(1), in_kind, Instant::now()).is_ok());
         // ...but an echo of key 1, no longer b's primary, makes b speak key 2, and a follows.
         let from_b = b.seal(addr(1), b"\x01ack".to_vec());
-        assert!(
-            trust(&[2])
-                .open(addr(2), from_b.clone(), Instant::now())
-                .is_ok(),
-            "b speaks key 2"
-        );
+        assert!(opens_under(2, 2, from_b.clone()), "b speaks key 2");
         assert!(a.open(addr(2), from_b, Instant::now()).is_ok());
         let from_a = a.seal(addr(2), b"\x01ping".to_vec());
-        assert!(
-            trust(&[2]).open(addr(1), from_a, Instant::now()).is_ok(),
-            "a speaks key 2"
-        );
+        assert!(opens_under(2, 1, from_a), "a speaks key 2");
     }
 
     #[test]
@@ -593,7 +583,7 @@ mod tests {
         );
         // The removed key is not remembered as b's: a answers b in its primary.
         let reply = a.seal(addr(2), b"\x01ack".to_vec());
-        assert!(trust(&[2]).open(addr(1), reply, Instant::now()).is_ok());
+        assert!(opens_under(2, 1, reply));
     }
 
     #[test]

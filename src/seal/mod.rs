@@ -278,6 +278,12 @@ impl Keyring {
         &self.keys[0]
     }
 
+    /// The primary's id, kept from construction (an id costs an HMAC to derive).
+    pub fn primary_id(&self) -> KeyId {
+        // `new` refuses an empty keyring.
+        self.ids[0]
+    }
+
     /// Every installed key, the primary first.
     pub fn keys(&self) -> &[Key] {
         &self.keys

@@ -88,10 +88,11 @@ pub enum ProbeSchedule {
 }
 
 impl ProbeSchedule {
-    /// The wall-clock slot of `now` for `interval`; 0 for [`ProbeSchedule::Shuffled`].
-    pub fn slot(&self, now: Instant, interval: Duration) -> u64 {
+    /// The wall-clock slot of `now` for `interval` on the aligned schedule; `None` on the
+    /// shuffled one.
+    pub fn slot(&self, now: Instant, interval: Duration) -> Option<u64> {
         let ProbeSchedule::Aligned { at, unix } = *self else {
-            return 0;
+            return None;
         };
         let wall = if now >= at {
             unix.saturating_add(now - at)
@@ -99,7 +100,7 @@ impl ProbeSchedule {
             unix.saturating_sub(at - now)
         };
         let slot = wall.as_nanos() / interval.as_nanos().max(1);
-        u64::try_from(slot).unwrap_or(u64::MAX)
+        Some(u64::try_from(slot).unwrap_or(u64::MAX))
     }
 }
 

@@ -11,7 +11,7 @@ use crate::swim::seeding::{Purpose, PushPullRequest};
 use crate::swim::state::{is_reachable, Update};
 use crate::swim::suspicion::Check;
 use crate::swim::timers::{Deadline, Timer};
-use crate::swim::{ChangeReason, Event, MemberState, ProbeSchedule};
+use crate::swim::{ChangeReason, Event, MemberState};
 
 /// Every this many push-pull ticks, a DOWN member is picked instead (if any), so two halves of a
 /// healed partition find each other again.
@@ -78,12 +78,13 @@ impl Swim {
         if self.members.local().state != MemberState::Alive {
             return;
         }
-        let target = match self.config.probe_schedule {
-            ProbeSchedule::Shuffled => self.members.next_probe_target(&mut self.rng),
-            aligned @ ProbeSchedule::Aligned { .. } => {
-                let slot = aligned.slot(now, self.config.probe_interval);
-                self.members.aligned_probe_target(slot)
-            }
+        let slot = self
+            .config
+            .probe_schedule
+            .slot(now, self.config.probe_interval);
+        let target = match slot {
+            Some(slot) => self.members.aligned_probe_target(slot),
+            None => self.members.next_probe_target(&mut self.rng),
         };
         let Some(target) = target else {
             return;
