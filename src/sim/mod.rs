@@ -32,7 +32,7 @@ use crate::store::{StoreConfig, Stores};
 use crate::swim::members::NameInterner;
 use crate::swim::{
     Config, Event, ExchangeOutcome, Identity, KnownMember, MemberState, MemberView, NodeMeta,
-    Notice, PushPullRequest, Swim,
+    Notice, ProbeSchedule, PushPullRequest, Swim,
 };
 
 /// SWIM port every simulated node listens on.
@@ -136,10 +136,15 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// An empty network; every node gets `config`.
-    pub fn new(seed: u64, config: Config, net: NetConfig) -> Self {
+    /// An empty network; every node gets `config`. An aligned probe schedule is anchored at
+    /// virtual time zero (its `unix` is the wall clock there), so a run repeats exactly.
+    pub fn new(seed: u64, mut config: Config, net: NetConfig) -> Self {
+        let base = Instant::now();
+        if let ProbeSchedule::Aligned { unix, .. } = config.probe_schedule {
+            config.probe_schedule = ProbeSchedule::Aligned { at: base, unix };
+        }
         Sim {
-            base: Instant::now(),
+            base,
             now: Duration::ZERO,
             rng: StdRng::seed_from_u64(seed),
             config,
